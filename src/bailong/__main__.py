@@ -1,0 +1,3 @@
+from bailong.cli import main
+
+main()

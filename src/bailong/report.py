@@ -1,0 +1,88 @@
+"""The end-of-run report: a markdown page and a bits/char plot in the run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bailong.io import write_text
+
+
+def _bpc_rows(manifests: dict[str, dict]) -> list[tuple[str, dict]]:
+    """(label, {bpc_zh, bpc_en}) from base through the last trained model."""
+    rows = []
+    s = lambda name: manifests.get(name, {}).get("stats", {})  # noqa: E731
+    if "embed" in manifests:
+        rows.append(("base model, base tokenizer", s("embed")["base"]))
+        rows.append((f"after {s('embed')['method']} init", s("embed")["init"]))
+    if "pretrain" in manifests:
+        rows.append(("after continued pretraining", s("pretrain")["after"]))
+    if "sft" in manifests:
+        rows.append(("after chat fine-tuning", s("sft")["after"]))
+    return rows
+
+
+def plot_bpc(rows: list[tuple[str, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label.replace(", ", "\n").replace(" after ", "\n") for label, _ in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    width = 0.38
+    for k, (key, name) in enumerate((("bpc_zh", "zh-TW held-out"), ("bpc_en", "English"))):
+        values = [r.get(key, float("nan")) for _, r in rows]
+        bars = ax.bar([i + (k - 0.5) * width for i in range(len(rows))], values, width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylabel("bits per character (lower is better)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(run_dir: Path, manifests: dict[str, dict]) -> Path:
+    s = lambda name: manifests.get(name, {}).get("stats", {})  # noqa: E731
+    lines = [f"# bailong run report: `{run_dir}`", ""]
+    lines += ["| stage | status | seconds |", "| --- | --- | --- |"]
+    lines += [f"| {n} | {m.get('status')} | {m.get('seconds', '')} |" for n, m in manifests.items()]
+    if "corpus" in manifests:
+        c = s("corpus")
+        lines += ["", "## Corpus", "",
+                  f"{c['documents_read']:,} documents read, {c['documents_kept']:,} kept "
+                  f"({c['train_chars']:,} training characters, {c['train_han_chars']:,} Han; "
+                  f"{c['heldout_chars']:,} held out); dropped: {c['dropped'] or 'none'}; "
+                  f"converted from Simplified: {c['converted_to_traditional']}; unreadable: {c['unreadable']}."]
+    if "vocab" in manifests:
+        v = s("vocab")
+        lines += ["", "## Vocabulary", "",
+                  f"{v['base_vocab_size']:,} -> {v['vocab_size']:,} tokens ({v['new_tokens_added']:,} added, "
+                  f"{v['unused_new_tokens']} never produced on the training text).", "",
+                  "| text | tokens/char before | after | round trip |", "| --- | --- | --- | --- |"]
+        for lang, name in (("zh", "zh-TW held-out"), ("en", "English")):
+            if f"tokens_per_char_{lang}_before" in v:
+                lines.append(f"| {name} | {v[f'tokens_per_char_{lang}_before']} | {v[f'tokens_per_char_{lang}_after']} | {v[f'lossless_{lang}']} lossless |")
+    rows = _bpc_rows(manifests)
+    if rows:
+        plot_bpc(rows, run_dir / "bpc.png")
+        lines += ["", "## Bits per character (held-out)", "", "| model | zh-TW | English |", "| --- | --- | --- |"]
+        lines += [f"| {label} | {r.get('bpc_zh', '')} | {r.get('bpc_en', '')} |" for label, r in rows]
+        lines += ["", "![bits per character](bpc.png)"]
+    for stage in ("pretrain", "sft"):
+        if stage in manifests:
+            t = s(stage)
+            lines += ["", f"## {stage}", "",
+                      f"trainable share {t['trainable_share']:.2%}; loss {t['loss_first']} -> {t['loss_last']} "
+                      f"in {t['seconds']} s.", "", f"![{stage} loss]({stage}/loss.png)"]
+    if "bench" in manifests:
+        b = s("bench")
+        lines += ["", "## Bench", "", f"{b['questions']} questions, decoding {b['decoding']}; gates: {b['gate']}."]
+        lines += [f"- pass rate {k.removeprefix('pass_rate_')}: {v}" for k, v in b.items() if k.startswith("pass_rate_")]
+        lines += [f"- judge mean {k.removeprefix('judge_mean_')}: {v}" for k, v in b.items() if k.startswith("judge_mean_")]
+        lines += ["", "### Sample generations", ""]
+        for sample in b["samples"]:
+            q = sample["question"].replace("\n", " ")
+            a = sample["answer"].replace("\n", " ") or "(empty)"
+            lines += [f"**Q{sample['question_id']}** {q}", "", f"> {a}", "", f"gate: {sample['gate'] or 'pass'}", ""]
+    return write_text(run_dir / "report.md", "\n".join(lines) + "\n")

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from bailong.config import StageConfig
+from bailong.pretrain.config import LoraSettings, TrainSettings
+
+
+class SftConfig(StageConfig):
+    """Multi-turn chat fine-tuning with the loss on every assistant turn and nothing else."""
+
+    model: Path | None = Field(None, description="model folder to tune (the pretrain stage's model/)")
+    data: str = Field("builtin:demo-chat", description="OpenAI `messages` JSONL, or builtin:demo-chat (zh-TW dialogues written for bailong)")
+    eval_corpus: Path | None = Field(None, description="held-out JSONL for bits/char after tuning")
+    out_dir: Path = Field(description="output folder")
+    max_length: int = Field(512, gt=8, description="tokens per dialogue; longer dialogues are truncated and counted")
+    eval_chars: int = Field(5_000, gt=0, description="characters of held-out text scored after tuning")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="adapter settings")
+    train: TrainSettings = Field(default_factory=lambda: TrainSettings(max_steps=10), description="optimization settings")
+
+    def input_paths(self) -> dict[str, Path]:
+        paths = {"model": self.model, "eval_corpus": self.eval_corpus}
+        if not self.data.startswith("builtin:"):
+            paths["data"] = Path(self.data)
+        return {k: v for k, v in paths.items() if v}

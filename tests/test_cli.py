@@ -1,0 +1,73 @@
+"""The command line as a user meets it: help for every command, one-line errors, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+COMMANDS = ["run", "demo", "corpus", "vocab", "embed", "pretrain", "sft", "bench", "chat"]
+
+
+def bailong(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "bailong", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_top_level_help_lists_every_command():
+    out = bailong("--help")
+    assert out.returncode == 0
+    for cmd in COMMANDS:
+        assert f"  {cmd} " in out.stdout
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_explains_its_options(cmd):
+    out = bailong(cmd, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "Usage: bailong " + cmd in out.stdout
+    if cmd in ("corpus", "vocab", "embed", "pretrain", "sft", "bench"):
+        assert "Config keys (in CONFIG or --set):" in out.stdout
+        assert "out_dir" in out.stdout
+
+
+def _assert_one_line_error(out, expected):
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {expected}"], out.stderr
+
+
+def test_recipe_with_unknown_key(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": {"corpus": {"sources": [{"path": "x"}], "min_charz": 3}}}))
+    _assert_one_line_error(bailong("run", str(path)), "stages.corpus: unknown key 'min_charz' (did you mean 'min_chars'?)")
+
+
+def test_recipe_with_missing_corpus_path(tmp_path):
+    path = tmp_path / "r.yaml"
+    missing = tmp_path / "nowhere.txt"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": {"corpus": {"sources": [{"path": str(missing)}]}}}))
+    _assert_one_line_error(bailong("run", str(path)), f"corpus: input sources[0] '{missing}' does not exist")
+
+
+def test_recipe_with_empty_corpus(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": {"corpus": {"sources": [{"path": str(empty)}]}}}))
+    _assert_one_line_error(bailong("run", str(path)), f"corpus is empty: no document kept from {empty} (0 read, {{}} dropped)")
+    manifest = json.loads((tmp_path / "run" / "corpus" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+
+
+def test_missing_recipe():
+    _assert_one_line_error(bailong("run", "no-such-recipe.yaml"), "recipe 'no-such-recipe.yaml' does not exist")
+
+
+def test_stage_command_runs_alone(tmp_path, zh_corpus):
+    out = bailong("corpus", "--out", str(tmp_path / "c"), "--set", f"sources=[{{path: '{zh_corpus}'}}]", "--set", "heldout_fraction=0")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == f"train: {tmp_path / 'c' / 'train.jsonl'}"
+    again = bailong("corpus", "--out", str(tmp_path / "c"), "--set", f"sources=[{{path: '{zh_corpus}'}}]", "--set", "heldout_fraction=0")
+    assert "up to date" in again.stderr
