@@ -162,20 +162,25 @@ def run_stage(name: str, cfg: StageConfig, upstream: dict[str, str] | None = Non
     return manifest, True
 
 
-def build_stage_config(name: str, raw: dict[str, Any], recipe: Recipe, done: dict[str, dict]) -> StageConfig:
-    """The stage's validated config with out_dir, base_model and upstream inputs filled in."""
+def build_stage_config(name: str, raw: dict[str, Any], recipe: Recipe, done: dict[str, dict]) -> tuple[StageConfig, dict[str, str]]:
+    """(validated config, upstream input ids) with out_dir, base_model and upstream inputs filled in.
+
+    An input wired from an earlier stage is identified by that stage's fingerprint rather than by
+    re-hashing its (possibly large) files.
+    """
     data = dict(raw or {})
     data.setdefault("out_dir", str(recipe.run_dir / name))
     if recipe.base_model and "base_model" in STAGES[name].config.model_fields:
         data.setdefault("base_model", recipe.base_model)
+    upstream = {}
     for field, candidates in WIRING.get(name, {}).items():
-        if field in data:
+        found = next(((up, artifact) for up, artifact in candidates if up in done), None)
+        if field in data or found is None:
             continue
-        for upstream, artifact in candidates:
-            if upstream in done:
-                data[field] = done[upstream]["artifacts"][artifact]
-                break
-    return parse_config(STAGES[name].config, data, f"stages.{name}")
+        up, artifact = found
+        data[field] = done[up]["artifacts"][artifact]
+        upstream[field] = f"{up}:{done[up]['fingerprint']}:{artifact}"
+    return parse_config(STAGES[name].config, data, f"stages.{name}"), upstream
 
 
 def run_recipe(recipe: Recipe, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
@@ -191,13 +196,7 @@ def run_recipe(recipe: Recipe, only: list[str] | None = None, force: bool = Fals
     for name in STAGES:
         if name not in recipe.stages:
             continue
-        cfg = build_stage_config(name, recipe.stages[name], recipe, done)
-        upstream = {}
-        for field, candidates in WIRING.get(name, {}).items():
-            for up, artifact in candidates:
-                if up in done and getattr(cfg, field, None) is not None and str(getattr(cfg, field)) == done[up]["artifacts"][artifact]:
-                    upstream[field] = f"{up}:{done[up]['fingerprint']}:{artifact}"
-                    break
+        cfg, upstream = build_stage_config(name, recipe.stages[name], recipe, done)
         if only and name not in only:
             manifest = read_manifest(Path(cfg.out_dir))
             if not manifest or manifest.get("status") != "done":

@@ -7,6 +7,7 @@ reason; unreadable lines are counted with file:line.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import Counter
 from functools import partial
@@ -39,8 +40,6 @@ def run(cfg: CorpusConfig) -> StageResult:
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "train.jsonl") as train_tmp, atomic_path(out / "heldout.jsonl") as held_tmp:
-        import json
-
         with open(train_tmp, "w", encoding="utf-8") as train_f, open(held_tmp, "w", encoding="utf-8") as held_f:
             for source in cfg.sources:
                 counts = per_source.setdefault(source.name or source.path, Counter())

@@ -42,15 +42,25 @@ def pack_blocks(corpus, tokenizer, block_size: int, max_blocks: int) -> list[lis
     return blocks
 
 
-def block_batches(blocks: list[list[int]], batch_size: int, seed: int) -> Iterator[dict]:
-    """Endless shuffled batches (a new order each epoch, fixed by `seed`); labels = inputs."""
+def shuffled_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless lists of `batch_size` indices into n items: a new shuffle each epoch, fixed by `seed`.
+
+    >>> next(shuffled_batches(3, 2, seed=0))
+    [0, 2]
+    """
     rng = random.Random(seed)
     order: list[int] = []
     while True:
         if len(order) < batch_size:
-            extra = list(range(len(blocks)))
-            rng.shuffle(extra)
-            order.extend(extra)
-        take, order = order[:batch_size], order[batch_size:]
+            epoch = list(range(n))
+            rng.shuffle(epoch)
+            order.extend(epoch)
+        yield order[:batch_size]
+        del order[:batch_size]
+
+
+def block_batches(blocks: list[list[int]], batch_size: int, seed: int) -> Iterator[dict]:
+    """Endless shuffled batches of packed blocks; labels = inputs."""
+    for take in shuffled_batches(len(blocks), batch_size, seed):
         ids = torch.tensor([blocks[i] for i in take])
         yield {"input_ids": ids, "labels": ids.clone()}

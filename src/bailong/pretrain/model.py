@@ -85,7 +85,7 @@ def merge_and_export(base_dir: Path, adapter_dir: Path, out: Path, tokenizer) ->
     """
     from peft import PeftModel
 
-    base = load_model(base_dir)
+    base = load_model(base_dir, dtype="auto")  # the checkpoint's own dtype: a 7B fp16 base stays 13 GB, not 26
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     with atomic_path(out) as folder:
         merged.save_pretrained(folder)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from importlib import resources
 from pathlib import Path
 from typing import Iterator
@@ -11,6 +10,7 @@ from typing import Iterator
 import torch
 
 from bailong.config import BailongError
+from bailong.pretrain.data import shuffled_batches
 
 # ChatML with TRL-style {% generation %} markers around what the assistant says, so
 # `return_assistant_tokens_mask` marks exactly the tokens the loss is taken on (content + <|im_end|>).
@@ -94,14 +94,8 @@ def encode(dialogue: list[dict], tokenizer, max_length: int) -> tuple[dict, bool
 
 def chat_batches(examples: list[dict], batch_size: int, pad_id: int, seed: int) -> Iterator[dict]:
     """Endless shuffled, right-padded batches with attention masks."""
-    rng = random.Random(seed)
-    order: list[int] = []
-    while True:
-        if len(order) < batch_size:
-            extra = list(range(len(examples)))
-            rng.shuffle(extra)
-            order.extend(extra)
-        take, order = [examples[i] for i in order[:batch_size]], order[batch_size:]
+    for indices in shuffled_batches(len(examples), batch_size, seed):
+        take = [examples[i] for i in indices]
         width = max(len(e["input_ids"]) for e in take)
         ids = torch.full((len(take), width), pad_id)
         labels = torch.full((len(take), width), -100)

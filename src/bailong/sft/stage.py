@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 
 from bailong.config import BailongError, StageResult
-from bailong.io import atomic_path, read_texts, write_json, write_jsonl
-from bailong.metrics import bpc_zh_en, english_sample
-from bailong.models import load_model
-from bailong.pretrain.loop import plot_loss, train
-from bailong.pretrain.model import load_for_training, merge_and_export
+from bailong.io import write_json
+from bailong.pretrain.export import artifacts, finish_training
+from bailong.pretrain.loop import train
+from bailong.pretrain.model import load_for_training
 from bailong.sft.config import SftConfig
 from bailong.sft.data import chat_batches, encode, read_dialogues, resolve_data, set_chat_template
 
@@ -38,28 +37,16 @@ def run(cfg: SftConfig) -> StageResult:
         examples.append(ex)
     history = train(model, chat_batches(examples, cfg.train.batch_size, tok.pad_token_id or 0, cfg.train.seed), cfg.train, desc="sft")
 
-    out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "adapter") as folder:
-        model.save_pretrained(folder)
-    del model
-    merge_and_export(cfg.model, out / "adapter", out / "model", tok)
-    write_jsonl(out / "history.jsonl", history)
-    plot_loss(history, out / "loss.png", "chat fine-tuning (assistant tokens)")
-    merged = load_model(out / "model")
-    zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
     stats = {
         "dialogues": len(dialogues),
         "skipped": len(problems),
         "skipped_examples": problems[:20],
         "truncated": truncated,
         "user_turns_mean": round(sum(sum(m["role"] == "user" for m in d) for d in dialogues) / len(dialogues), 2),
-        "trainable_share": round(share, 5),
-        "loss_first": history[0]["loss"],
-        "loss_last": history[-1]["loss"],
-        "seconds": history[-1]["seconds"],
-        "after": bpc_zh_en(merged, tok, zh, [english_sample(cfg.eval_chars)], "sft"),
+        **finish_training(model, tok, cfg.model, cfg.out_dir, history, share, "chat fine-tuning (assistant tokens)",
+                          cfg.eval_corpus, cfg.eval_chars),
     }
+    out = cfg.out_dir
     write_json(out / "stats.json", stats)
     log.info("sft: %d dialogues, loss %.3f -> %.3f", len(dialogues), stats["loss_first"], stats["loss_last"])
-    return StageResult({"model": out / "model", "adapter": out / "adapter", "loss_plot": out / "loss.png", "stats": out / "stats.json"}, stats)
+    return StageResult(artifacts(out), stats)
