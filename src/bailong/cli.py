@@ -89,12 +89,12 @@ def demo_cmd(run_dir: Path, corpus_path: Path | None, overrides: tuple[str, ...]
     from bailong.report import write_report
     from bailong.runner import load_recipe, run_recipe
 
-    sets = [f"run_dir={run_dir}", *overrides]
+    recipe = load_recipe(Path(str(resources.files("bailong") / "recipes" / "demo.yaml")), [f"run_dir={run_dir}", *overrides])
     if corpus_path is not None:
         if not corpus_path.exists():
             raise BailongError(f"corpus '{corpus_path}' does not exist")
-        sets.append(f"corpus.sources=[{{path: '{corpus_path}'}}]")
-    recipe = load_recipe(Path(str(resources.files("bailong") / "recipes" / "demo.yaml")), sets)
+        stages = {**recipe.stages, "corpus": {**recipe.stages["corpus"], "sources": [{"path": str(corpus_path)}]}}
+        recipe = recipe.model_copy(update={"stages": stages})
     manifests = run_recipe(recipe, force=force)
     report = write_report(recipe.run_dir, manifests)
     click.echo(f"report: {report}")
