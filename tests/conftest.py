@@ -94,7 +94,7 @@ def tiny_vocab(tiny_base, zh_corpus, tmp_path_factory):
     from bailong.vocab import VocabConfig, run
 
     out = tmp_path_factory.mktemp("vocab")
-    result = run(VocabConfig(base_model=str(tiny_base), corpus=zh_corpus, eval_corpus=zh_corpus, out_dir=out, new_tokens=300))
+    result = run(VocabConfig(base_model=str(tiny_base), corpus=zh_corpus, eval_corpus=zh_corpus, out_dir=out, new_tokens=300, coverage=[]))
     return result, out
 
 

@@ -101,7 +101,25 @@ def demo_cmd(run_dir: Path, corpus_path: Path | None, overrides: tuple[str, ...]
     click.echo(f"model:  {manifests['sft']['artifacts']['model']}")
 
 
-def _stage_command(name: str) -> click.Command:
+def _config_from(name: str, config: Path | None, out_dir: Path | None, overrides: tuple[str, ...]):
+    """A stage's validated config from an optional YAML file, --set overrides and --out."""
+    import yaml
+
+    from bailong.config import BailongError, apply_overrides, parse_config
+    from bailong.runner import STAGES
+
+    data = {}
+    if config is not None:
+        if not config.is_file():
+            raise BailongError(f"config '{config}' does not exist")
+        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    data = apply_overrides(data, list(overrides))
+    data["out_dir"] = str(out_dir or data.get("out_dir") or f"runs/{name}")
+    return parse_config(STAGES[name].config, data, name)
+
+
+def _config_command(name: str, summary: str, action):
+    """A command taking a stage config (CONFIG file, --set, --out); --help lists every key."""
     from bailong.config import describe_fields
     from bailong.runner import STAGES
 
@@ -112,31 +130,92 @@ def _stage_command(name: str) -> click.Command:
     @click.argument("config", required=False, type=click.Path(path_type=Path))
     @click.option("--out", "out_dir", type=click.Path(path_type=Path), help=f"Output folder (default: runs/{name}); sets out_dir.")
     @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-    @click.option("--force", is_flag=True, help="Rerun even when the manifest in the output folder matches.")
-    def command(config: Path | None, out_dir: Path | None, overrides: tuple[str, ...], force: bool) -> None:
-        import yaml
+    def command(config: Path | None, out_dir: Path | None, overrides: tuple[str, ...], **kwargs) -> None:
+        action(_config_from(name, config, out_dir, overrides), **kwargs)
 
-        from bailong.config import BailongError, apply_overrides, parse_config
+    command.__doc__ = summary + "\n\nCONFIG is an optional YAML file of the keys below."
+    return command, epilog
+
+
+def _stage_group(name: str) -> click.Group:
+    group = click.Group(name, help=STAGE_HELP[name] + f"\n\n`bailong {name} run` runs the stage as a recipe would.")
+
+    def run_action(cfg, force: bool) -> None:
         from bailong.runner import run_stage
 
-        data = {}
-        if config is not None:
-            if not config.is_file():
-                raise BailongError(f"config '{config}' does not exist")
-            data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        data = apply_overrides(data, list(overrides))
-        data["out_dir"] = str(out_dir or data.get("out_dir") or f"runs/{name}")
-        cfg = parse_config(STAGES[name].config, data, name)
         manifest, _ = run_stage(name, cfg, force=force)
         for key, path in manifest["artifacts"].items():
             click.echo(f"{key}: {path}")
 
-    command.__doc__ = STAGE_HELP[name] + "\n\nCONFIG is an optional YAML file of the keys below."
-    return click.command(name, epilog=epilog)(command)
+    command, epilog = _config_command(name, f"Run the {name} stage (writes a manifest; skipped when up to date).", run_action)
+    command = click.option("--force", is_flag=True, help="Rerun even when the manifest in the output folder matches.")(command)
+    group.add_command(click.command("run", epilog=epilog)(command))
+    return group
 
 
-for _name in STAGE_HELP:
-    cli.add_command(_stage_command(_name))
+stage_groups = {name: _stage_group(name) for name in STAGE_HELP}
+for _group in stage_groups.values():
+    cli.add_command(_group)
+
+
+def _vocab_train(cfg) -> None:
+    from bailong.vocab.stage import train
+
+    click.echo(f"learned: {train(cfg)}")
+
+
+def _vocab_extend(cfg) -> None:
+    from bailong.config import BailongError
+    from bailong.vocab.stage import extend
+
+    learned = cfg.learned or cfg.out_dir / "learned.txt"
+    if not Path(learned).is_file():
+        raise BailongError(f"no learned tokens at {learned}: run `bailong vocab train` first or set learned=PATH")
+    for key, path in extend(cfg, Path(learned)).artifacts.items():
+        click.echo(f"{key}: {path}")
+
+
+for _cmd_name, _summary, _action in (
+    ("train", "Learn the target vocabulary from the corpus; writes learned.txt (one token per line, best first).", _vocab_train),
+    ("extend", "Append coverage characters and learned.txt tokens to the base tokenizer; writes tokenizer/ and new_tokens.tsv.", _vocab_extend),
+):
+    _command, _epilog = _config_command("vocab", _summary, _action)
+    stage_groups["vocab"].add_command(click.command(_cmd_name, epilog=_epilog)(_command))
+
+
+@stage_groups["vocab"].command("stats")
+@click.option("--tokenizer", "tokenizers", multiple=True, required=True, metavar="NAME=PATH",
+              help="A tokenizer to measure: a model/tokenizer folder or built-in name, optionally named (llama2=path). Repeatable.")
+@click.option("--text", "texts", multiple=True, required=True, metavar="NAME=FILE",
+              help="Text to measure on: .txt (a line each) or .jsonl ('text' field), optionally named (zh=file). Repeatable.")
+@click.option("--limit-chars", default=500_000, show_default=True, help="Read at most this many characters of each text.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/vocab-stats"), show_default=True,
+              help="Where vocab_stats.md and vocab_stats.png are written.")
+def vocab_stats(tokenizers: tuple[str, ...], texts: tuple[str, ...], limit_chars: int, out_dir: Path) -> None:
+    """Tokens per character and partial-character (byte-fallback) share, tokenizers side by side."""
+    from bailong.config import BailongError
+    from bailong.io import read_texts
+    from bailong.models import resolve_model
+    from bailong.vocab import stats
+
+    def named(item: str) -> tuple[str, str]:
+        name, _, value = item.rpartition("=")
+        return (name or Path(value).name, value)
+
+    toks = {name: resolve_model(path) for name, path in map(named, tokenizers)}
+    samples = {}
+    for name, file in map(named, texts):
+        path = Path(file)
+        if not path.is_file():
+            raise BailongError(f"text '{file}' does not exist")
+        if path.suffix == ".jsonl":
+            samples[name] = [line for t in read_texts(path, limit_chars) for line in t.split("\n") if line]
+        else:
+            samples[name] = [line for line in path.read_text(encoding="utf-8")[:limit_chars].split("\n") if line]
+    rows = stats.compare(toks, samples)
+    md, png = stats.write(rows, out_dir)
+    click.echo(stats.to_markdown(rows))
+    click.echo(f"table: {md}\nplot:  {png}")
 
 
 @cli.command("chat")

@@ -30,8 +30,8 @@ def resolve_model(ref: str | Path) -> Path:
     if not path.is_dir():
         known = ", ".join(BUILTIN_MODELS)
         raise BailongError(f"model '{ref}' is neither a local folder nor a built-in model ({known})")
-    if not (path / "config.json").exists() and not (path / "tokenizer.json").exists():
-        raise BailongError(f"model folder '{path}' has no config.json or tokenizer.json")
+    if not any((path / f).exists() for f in ("config.json", "tokenizer.json", "tokenizer.model")):
+        raise BailongError(f"model folder '{path}' has no config.json, tokenizer.json or tokenizer.model")
     return path
 
 
@@ -83,4 +83,14 @@ def load_model(path: Path, dtype=None, **kwargs):
 def load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
+    path = Path(path)
+    if (path / "tokenizer.model").exists() and not (path / "tokenizer.json").exists():
+        # A bare SentencePiece model: convert it the way the vocab stage does, so that "before"
+        # and "after" are measured with the same, sentencepiece-exact conversion.
+        import tempfile
+
+        from bailong.vocab import sentencepiece
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return sentencepiece.save_hf(sentencepiece.load_proto(path / "tokenizer.model"), path, Path(tmp))
     return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)

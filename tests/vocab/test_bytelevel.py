@@ -26,13 +26,11 @@ def test_qualifies_only_non_ascii():
 
 
 def test_extend_joins_current_pieces_and_keeps_old_entries():
-    # Base: bytes a, b, c, d with merge (c, d). The learned tokenizer merged (a, b) then (ab, c);
-    # after the base merge the word "abcd" is [a, b, cd], so the new token needs exactly those joins.
     h = text_to_symbols("\u00e9")  # two non-ASCII bytes: Ã ©
     x, y = h[0], h[1]
     model = {"vocab": {x: 0, y: 1, "z": 2}, "merges": []}
-    added = extend(model, [(x, y)], n_new=5, first_id=3)
-    assert [(t.id, t.token, t.old_pieces, t.intermediate) for t in added] == [(3, h, [x, y], False)]
+    added = extend(model, [(x + y, "learned")], n_new=5, first_id=3)
+    assert [(t.id, t.token, t.old_pieces, t.origin) for t in added] == [(3, h, [x, y], "learned")]
     assert model["vocab"] == {x: 0, y: 1, "z": 2, h: 3}
     assert model["merges"] == [[x, y]]
 
@@ -41,8 +39,8 @@ def test_extend_adds_intermediates_when_base_pieces_differ():
     a, b, c = text_to_symbols("\u4e00")  # 3 bytes of 一
     model = {"vocab": {a: 0, b: 1, c: 2, b + c: 3}, "merges": [[b, c]]}
     # Learned order wanted a+b first, but the base merge b+c fires first: join [a, bc] instead.
-    added = extend(model, [(a, b), (a + b, c)], n_new=10, first_id=4)
-    assert [(t.token, t.intermediate) for t in added] == [(a + b, False), (a + b + c, False)]
+    added = extend(model, [(a + b, "learned"), (a + b + c, "learned")], n_new=10, first_id=4)
+    assert [(t.token, t.origin) for t in added] == [(a + b, "learned"), (a + b + c, "learned")]
     assert model["merges"][1:] == [[a, b], [a, b + c]]
     assert bpe(a + b + c, {tuple(m): i for i, m in enumerate(model["merges"])}) == [a + b + c]
 
@@ -50,5 +48,12 @@ def test_extend_adds_intermediates_when_base_pieces_differ():
 def test_extend_stops_at_budget():
     model = {"vocab": {c: i for i, c in enumerate(text_to_symbols("一二"))}, "merges": []}
     s = text_to_symbols("一二")
-    added = extend(model, [(s[0], s[1]), (s[3], s[4])], n_new=1, first_id=10)
+    added = extend(model, [(s[0] + s[1], "learned"), (s[3] + s[4], "learned")], n_new=1, first_id=10)
     assert len(added) == 1
+
+
+def test_extend_adds_intermediate_joins_for_a_whole_character():
+    a, b, c = text_to_symbols("\u4e00")
+    model = {"vocab": {a: 0, b: 1, c: 2}, "merges": []}
+    added = extend(model, [(a + b + c, "coverage")], n_new=5, first_id=3)
+    assert [(t.token, t.origin) for t in added] == [(a + b, "intermediate"), (a + b + c, "coverage")]

@@ -50,11 +50,12 @@ def test_compression_improves_and_tsv_is_readable(extended):
     result, _, out = extended
     assert result.stats["tokens_per_char_zh_after"] < 0.7 * result.stats["tokens_per_char_zh_before"]
     rows = (out / "new_tokens.tsv").read_text(encoding="utf-8").splitlines()
-    assert rows[0] == "id\ttoken\ttext\tfrequency\told_ids\told_pieces\tintermediate"
+    assert rows[0] == "id\ttoken\ttext\tfrequency\torigin\told_ids\told_pieces"
     assert len(rows) == 301
     first = rows[1].split("\t")
     assert int(first[0]) == result.stats["base_vocab_size"]
-    assert len(first[4].split()) >= 2  # the old tokenizer needed several pieces
+    assert first[4] in ("learned", "intermediate")
+    assert len(first[5].split()) >= 2  # the old tokenizer needed several pieces
 
 
 def test_new_tokens_are_produced_by_bpe_itself(extended):
@@ -70,7 +71,7 @@ def test_new_tokens_are_produced_by_bpe_itself(extended):
 def test_too_many_tokens_warns_and_reports_actual(tiny_base, tmp_path, caplog):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text(json.dumps({"text": "臺灣臺灣臺灣 夜市夜市"}, ensure_ascii=False) + "\n", encoding="utf-8")
-    result = run(VocabConfig(base_model=str(tiny_base), corpus=corpus, out_dir=tmp_path / "o", new_tokens=5000))
+    result = run(VocabConfig(base_model=str(tiny_base), corpus=corpus, out_dir=tmp_path / "o", new_tokens=5000, coverage=[]))
     assert 0 < result.stats["new_tokens_added"] < 5000
     assert "the corpus supports" in caplog.text
 
@@ -92,12 +93,29 @@ def test_unsupported_tokenizer_kind(tmp_path, zh_corpus):
         run(VocabConfig(base_model=str(tmp_path / "wp"), corpus=zh_corpus, out_dir=tmp_path / "o"))
 
 
-def test_sentencepiece_base_is_refused_clearly(tmp_path, zh_corpus, shared_data):
-    from transformers import AutoTokenizer
+def test_coverage_characters_come_first_as_single_tokens(tiny_base, zh_corpus, tmp_path):
+    chars = tmp_path / "chars.txt"
+    chars.write_text("龘 鱻\n", encoding="utf-8")
+    result = run(VocabConfig(base_model=str(tiny_base), corpus=zh_corpus, out_dir=tmp_path / "o", new_tokens=50,
+                             coverage=[], coverage_file=chars))
+    tok = load_tokenizer(tmp_path / "o" / "tokenizer")
+    assert len(tok("龘", add_special_tokens=False)["input_ids"]) == 1
+    assert len(tok("鱻", add_special_tokens=False)["input_ids"]) == 1
+    rows = [r.split("\t") for r in (tmp_path / "o" / "new_tokens.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    assert [r[2] for r in rows if r[4] == "coverage"] == ["龘", "鱻"]
+    assert [r[4] for r in rows[:2]] != ["learned", "learned"]  # coverage (and its byte joins) precede learned tokens
+    assert result.stats["coverage_tokens"] == 2
 
-    folder = tmp_path / "llama2"
-    folder.mkdir()
-    (folder / "tokenizer.model").write_bytes((shared_data.parent / "fixtures/llama2-tokenizer/tokenizer.model").read_bytes())
-    AutoTokenizer.from_pretrained(folder).save_pretrained(folder)
-    with pytest.raises(BailongError, match="SentencePiece-style BPE"):
-        run(VocabConfig(base_model=str(folder), corpus=zh_corpus, out_dir=tmp_path / "o"))
+
+def test_learned_file_is_readable_and_reusable(tiny_vocab, tiny_base, zh_corpus, tmp_path):
+    from bailong.vocab.stage import read_learned
+
+    _, out = tiny_vocab
+    lines = (out / "learned.txt").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "# bailong learned tokens v1 kind=bytelevel"
+    again = run(VocabConfig(base_model=str(tiny_base), corpus=zh_corpus, out_dir=tmp_path / "o", new_tokens=300,
+                            coverage=[], learned=out / "learned.txt"))
+    assert (tmp_path / "o" / "tokenizer" / "tokenizer.json").read_text() == (out / "tokenizer" / "tokenizer.json").read_text()
+    assert again.stats["new_tokens_added"] == 300
+    with pytest.raises(BailongError, match="is not a learned.txt for a sentencepiece tokenizer"):
+        read_learned(out / "learned.txt", "sentencepiece")

@@ -21,6 +21,9 @@ class Source(BaseModel):
         "s2twp", description="OpenCC profile applied to documents that contain Simplified characters"
     )
     name: str | None = Field(None, description="source name in the stats (default: the path)")
+    max_chars: int | None = Field(
+        None, gt=0, description="stop reading this source once this many characters are kept (balances a large source against small ones)"
+    )
 
 
 class CorpusConfig(StageConfig):

@@ -43,7 +43,11 @@ def run(cfg: CorpusConfig) -> StageResult:
         with open(train_tmp, "w", encoding="utf-8") as train_f, open(held_tmp, "w", encoding="utf-8") as held_f:
             for source in cfg.sources:
                 counts = per_source.setdefault(source.name or source.path, Counter())
+                kept_chars = 0
                 for doc, problem in tqdm(read_source(source), desc=f"corpus {source.name or source.path}", unit=" docs"):
+                    if source.max_chars is not None and kept_chars >= source.max_chars:
+                        counts["capped_at_chars"] = source.max_chars  # the rest of the source is not read
+                        break
                     if problem is not None:
                         n_problems += 1
                         counts["unreadable"] += 1
@@ -70,6 +74,7 @@ def run(cfg: CorpusConfig) -> StageResult:
                         totals[f"{split}_chars"] += len(text)
                         totals[f"{split}_han_chars"] += han_count(text)
                         counts["kept"] += 1
+                        kept_chars += len(text)
     read = sum(c["read"] for c in per_source.values())
     if totals["train_docs"] == 0:
         names = ", ".join(s.path for s in cfg.sources)

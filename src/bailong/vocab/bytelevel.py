@@ -66,9 +66,9 @@ def bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
 @dataclass
 class NewToken:
     id: int
-    token: str  # byte-level symbols, as stored in tokenizer.json
+    token: str  # as stored in the tokenizer (byte-level symbols, or a SentencePiece piece)
     old_pieces: list[str]  # how the BASE tokenizer splits it
-    intermediate: bool  # added only so that a learned token can be reached
+    origin: str  # "coverage" (a required character), "learned", or "intermediate" (needed to reach one)
 
 
 def qualifies(token: str) -> bool:
@@ -77,12 +77,13 @@ def qualifies(token: str) -> bool:
     return any(b >= 0x80 for b in symbols_to_bytes(token))
 
 
-def extend(model: dict, learned_merges: list[tuple[str, str]], n_new: int, first_id: int) -> list[NewToken]:
-    """Append up to `n_new` tokens (learned order) to a tokenizer.json BPE `model` dict, in place.
+def extend(model: dict, targets: list[tuple[str, str]], n_new: int, first_id: int) -> list[NewToken]:
+    """Append up to `n_new` tokens to a tokenizer.json BPE `model` dict, in place, in target order.
 
     Args:
         model: the "model" object of tokenizer.json (type BPE); vocab and merges are extended.
-        learned_merges: merges of a BPE trained on the target text with the same byte alphabet.
+        targets: (byte-level token, origin) pairs, e.g. required characters then the tokens of a
+            BPE learned on the target text with the same byte alphabet, in its merge order.
         n_new: how many tokens to add, intermediates included.
         first_id: id of the first new token (after every base and special id).
     Returns:
@@ -95,10 +96,9 @@ def extend(model: dict, learned_merges: list[tuple[str, str]], n_new: int, first
     added: list[NewToken] = []
     next_id = first_id
 
-    for a, b in learned_merges:
+    for target, origin in targets:
         if len(added) >= n_new:
             break
-        target = a + b
         if target in vocab or not qualifies(target):
             continue
         pieces = bpe(target, ranks)
@@ -107,17 +107,44 @@ def extend(model: dict, learned_merges: list[tuple[str, str]], n_new: int, first
         for piece in pieces[1:]:
             steps.append((current, piece))
             current += piece
-        new_in_steps = [left + right for left, right in steps if left + right not in vocab]
-        if len(added) + len(new_in_steps) > n_new:
-            break
+        if len(added) + sum(left + right not in vocab for left, right in steps) > n_new:
+            continue  # needs more room than is left; a later target may fit
         for left, right in steps:
             joined = left + right
             if joined not in vocab:
                 vocab[joined] = next_id
-                added.append(NewToken(next_id, joined, bpe(joined, base_ranks), joined != target))
+                added.append(NewToken(next_id, joined, bpe(joined, base_ranks), origin if joined == target else "intermediate"))
                 next_id += 1
             if (left, right) not in ranks:
                 ranks[(left, right)] = len(merges)
                 merges.append((left, right))
     model["merges"] = [list(m) for m in merges]
     return added
+
+
+def learn(spec: dict, texts: list[str], vocab_size: int, min_frequency: int, max_piece_chars: int) -> list[str]:
+    """Tokens of a byte-level BPE trained with the base's normalizer and pre-tokenizer, in merge order."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    base = Tokenizer.from_str(json.dumps(spec))
+    learner = Tokenizer(models.BPE())
+    learner.normalizer = base.normalizer
+    learner.pre_tokenizer = base.pre_tokenizer
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        max_token_length=3 * max_piece_chars + 1,  # byte symbols: 3 per Han character, plus a leading space
+        show_progress=True,
+    )
+    learner.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    merges = json.loads(learner.to_str())["model"]["merges"]
+    return ["".join(m.split(" ", 1)) if isinstance(m, str) else "".join(m) for m in merges]
+
+
+def printable(token: str) -> str:
+    """A token's text for people: raw bytes decoded, partial UTF-8 shown as \\xNN, tabs/newlines escaped."""
+    text = symbols_to_bytes(token).decode("utf-8", errors="backslashreplace")
+    return text.replace("\t", "\\t").replace("\n", "\\n")

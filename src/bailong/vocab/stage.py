@@ -1,8 +1,11 @@
 """vocab stage: learn zh-TW tokens and merge them into the base tokenizer, losslessly.
 
-Writes ``tokenizer/`` (an HF tokenizer folder AutoTokenizer loads), ``new_tokens.tsv`` (each new
-token with its id, text, frequency and how the OLD tokenizer splits it; the embed stage reads it)
-and ``stats.json`` (tokens/char before and after on zh-TW and English text).
+Two steps with a readable file between them:
+  train:  corpus -> ``learned.txt`` (the target vocabulary, one JSON string per line, best first)
+  extend: base tokenizer + coverage characters + learned.txt -> ``tokenizer/`` (an HF folder that
+          AutoTokenizer loads; plus tokenizer.model for SentencePiece bases), ``new_tokens.tsv``
+          (id, token, text, frequency, origin, old ids and pieces: the embed stage reads it) and
+          ``stats.json`` (tokens/char before and after, round trips, HF/sentencepiece agreement).
 """
 
 from __future__ import annotations
@@ -16,136 +19,162 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bailong.config import BailongError, StageResult
-from bailong.io import atomic_path, read_texts, write_json
+from bailong.io import atomic_path, read_texts, write_json, write_text
 from bailong.metrics import english_sample, tokens_per_char
 from bailong.models import load_tokenizer, resolve_model
-from bailong.vocab import bytelevel
+from bailong.vocab import bytelevel, sentencepiece
 from bailong.vocab.config import VocabConfig
+from bailong.vocab.coverage import coverage_chars
 from bailong.zh import han_count
 
 log = logging.getLogger(__name__)
-SUPPORTED = "byte-level BPE tokenizers (Llama 3, Qwen, GPT-2, SmolLM2)"
+SUPPORTED = "byte-level BPE (Llama 3, Qwen, GPT-2, SmolLM2) and SentencePiece BPE (Llama 2, Mistral)"
+LEARNED_HEADER = "# bailong learned tokens v1"
 
 
-def _is_bytelevel(spec: dict) -> bool:
-    def has_bytelevel(node) -> bool:
-        if not node:
-            return False
-        if node.get("type") == "ByteLevel":
-            return True
-        return any(has_bytelevel(child) for child in node.get("pretokenizers", []))
-
-    return spec["model"].get("type") == "BPE" and has_bytelevel(spec.get("pre_tokenizer"))
-
-
-def check_supported(folder: Path) -> dict:
-    """The base's tokenizer.json, or a clear error naming what is supported."""
+def detect_kind(folder: Path) -> str:
+    """'sentencepiece' or 'bytelevel', or a clear error naming what is supported."""
+    if (folder / "tokenizer.model").exists():
+        sentencepiece.check_bpe(sentencepiece.load_proto(folder / "tokenizer.model"), folder)
+        return "sentencepiece"
     path = folder / "tokenizer.json"
     if not path.exists():
-        raise BailongError(f"{folder} has no tokenizer.json; supported: {SUPPORTED}")
+        raise BailongError(f"{folder} has no tokenizer.json or tokenizer.model; supported: {SUPPORTED}")
     spec = json.loads(path.read_text(encoding="utf-8"))
     kind = spec["model"].get("type")
     if kind != "BPE":
         raise BailongError(f"tokenizer kind {kind} in {folder} is not supported; supported: {SUPPORTED}")
-    if not _is_bytelevel(spec):
-        raise BailongError(
-            f"{folder} is a SentencePiece-style BPE (byte fallback, no byte-level pre-tokenizer); "
-            f"extending it is not supported yet; supported: {SUPPORTED}"
-        )
-    return spec
+
+    def has_bytelevel(node) -> bool:
+        return bool(node) and (node.get("type") == "ByteLevel" or any(map(has_bytelevel, node.get("pretokenizers", []))))
+
+    if not has_bytelevel(spec.get("pre_tokenizer")):
+        raise BailongError(f"{folder} is a BPE without a byte-level pre-tokenizer or tokenizer.model; supported: {SUPPORTED}")
+    return "bytelevel"
 
 
-def learn_merges(spec: dict, texts: list[str], vocab_size: int, min_frequency: int) -> list[tuple[str, str]]:
-    """Train a byte-level BPE with the base's normalizer and pre-tokenizer; return its merges in order."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    base = Tokenizer.from_str(json.dumps(spec))
-    learner = Tokenizer(models.BPE())
-    learner.normalizer = base.normalizer
-    learner.pre_tokenizer = base.pre_tokenizer
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=True,
-    )
-    learner.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    merges = json.loads(learner.to_str())["model"]["merges"]
-    return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merges]
-
-
-def _printable(token: str) -> str:
-    raw = bytelevel.symbols_to_bytes(token)
-    text = raw.decode("utf-8", errors="backslashreplace")
-    return text.replace("\t", "\\t").replace("\n", "\\n")
-
-
-def run(cfg: VocabConfig) -> StageResult:
+def _training_texts(cfg: VocabConfig) -> list[str]:
     if cfg.corpus is None:
         raise BailongError("vocab: 'corpus' is required (the corpus stage's train.jsonl)")
-    base_dir = resolve_model(cfg.base_model)
-    spec = check_supported(base_dir)
     texts = read_texts(cfg.corpus, cfg.max_train_chars)
-    han = sum(han_count(t) for t in texts)
-    if han == 0:
+    if not texts or sum(han_count(t) for t in texts) == 0:
         raise BailongError(f"training corpus {cfg.corpus} has no Han characters; nothing zh-TW to learn")
+    return texts
 
-    # Many learned merges are ASCII or already in the base; learn a generous surplus to pick from.
-    merges = learn_merges(spec, texts, vocab_size=256 + 3 * cfg.new_tokens + 1000, min_frequency=cfg.min_frequency)
-    model = spec["model"]
-    base_size = max([*model["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
-    added = bytelevel.extend(model, merges, cfg.new_tokens, first_id=base_size)
+
+def train(cfg: VocabConfig) -> Path:
+    """Learn the target vocabulary; write and return ``out_dir/learned.txt``."""
+    base_dir = resolve_model(cfg.base_model)
+    kind = detect_kind(base_dir)
+    texts = _training_texts(cfg)
+    # Many learned tokens are ASCII or already in the base; learn a surplus to choose from.
+    if kind == "sentencepiece":
+        base = sentencepiece.load_proto(base_dir / "tokenizer.model")
+        learned = sentencepiece.learn(base, texts, int(1.5 * cfg.new_tokens) + 1000, cfg.max_piece_chars, cfg.seed)
+    else:  # byte-level: many learned merges are partial characters or ASCII
+        spec = json.loads((base_dir / "tokenizer.json").read_text(encoding="utf-8"))
+        learned = bytelevel.learn(spec, texts, 256 + 3 * cfg.new_tokens + 1000, cfg.min_frequency, cfg.max_piece_chars)
+    lines = [f"{LEARNED_HEADER} kind={kind}", *(json.dumps(t, ensure_ascii=False) for t in learned)]
+    return write_text(cfg.out_dir / "learned.txt", "\n".join(lines) + "\n")
+
+
+def read_learned(path: Path, kind: str) -> list[str]:
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != f"{LEARNED_HEADER} kind={kind}":
+        raise BailongError(f"{path} is not a learned.txt for a {kind} tokenizer (first line: {lines[0] if lines else ''!r})")
+    return [json.loads(line) for line in lines[1:]]
+
+
+def _by_frequency(chars: list[str], texts: list[str]) -> list[str]:
+    """Coverage characters, most frequent in the corpus first (the budget may not fit them all)."""
+    counts = Counter(c for t in texts for c in t)
+    return sorted(chars, key=lambda c: -counts[c])
+
+
+def extend(cfg: VocabConfig, learned_path: Path) -> StageResult:
+    base_dir = resolve_model(cfg.base_model)
+    kind = detect_kind(base_dir)
+    texts = _training_texts(cfg)
+    learned = read_learned(learned_path, kind)
+    chars = _by_frequency(coverage_chars(cfg.coverage, cfg.coverage_file), texts)
+    out = cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    stats: dict = {"kind": kind}
+
+    with atomic_path(out / "tokenizer") as tok_dir:
+        if kind == "sentencepiece":
+            proto = sentencepiece.load_proto(base_dir / "tokenizer.model")
+            base_size = len(proto.pieces)
+            added = sentencepiece.extend(proto, [(c, "coverage") for c in chars] + [(t, "learned") for t in learned], cfg.new_tokens)
+            stats["unreachable_new_tokens"] = sentencepiece.unreachable(proto, added)
+            sentencepiece.save_hf(proto, base_dir, tok_dir)
+            show = lambda token: token.replace("▁", " ")  # noqa: E731
+        else:
+            spec = json.loads((base_dir / "tokenizer.json").read_text(encoding="utf-8"))
+            model = spec["model"]
+            base_size = max([*model["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
+            targets = [(bytelevel.text_to_symbols(c), "coverage") for c in chars] + [(t, "learned") for t in learned]
+            added = bytelevel.extend(model, targets, cfg.new_tokens, first_id=base_size)
+            tok_dir.mkdir()
+            for f in base_dir.iterdir():
+                if f.is_file() and (f.name.startswith(("tokenizer", "special_tokens")) or f.name == "chat_template.jinja"):
+                    shutil.copy2(f, tok_dir / f.name)
+            (tok_dir / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+            show = bytelevel.printable
     if len(added) < cfg.new_tokens:
         log.warning("vocab: asked for %d new tokens, the corpus supports %d; adding %d", cfg.new_tokens, len(added), len(added))
 
-    out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "tokenizer") as tok_dir:
-        tok_dir.mkdir()
-        for f in base_dir.iterdir():
-            if f.is_file() and (f.name.startswith(("tokenizer", "special_tokens")) or f.name == "chat_template.jinja"):
-                shutil.copy2(f, tok_dir / f.name)
-        (tok_dir / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     old_tok, new_tok = load_tokenizer(base_dir), load_tokenizer(out / "tokenizer")
-    if len(new_tok) != base_size + len(added):
-        raise BailongError(f"extended tokenizer has {len(new_tok)} tokens, expected {base_size + len(added)}")
-
-    # How often each new token is used on the training text (0: learned but never produced).
+    if len(new_tok) != len(old_tok) + len(added):
+        raise BailongError(f"extended tokenizer has {len(new_tok)} tokens, expected {len(old_tok)} + {len(added)}")
+    old_vocab = old_tok.get_vocab()
     freq: Counter[int] = Counter()
     for i in tqdm(range(0, len(texts), 256), desc="vocab frequencies", unit=" batches"):
         for ids in new_tok(texts[i : i + 256], add_special_tokens=False)["input_ids"]:
             freq.update(t for t in ids if t >= base_size)
-    rows = ["id\ttoken\ttext\tfrequency\told_ids\told_pieces\tintermediate"]
+    rows = ["id\ttoken\ttext\tfrequency\torigin\told_ids\told_pieces"]
     for t in added:
-        old_ids = [model["vocab"][p] for p in t.old_pieces]
-        rows.append(
-            f"{t.id}\t{t.token}\t{_printable(t.token)}\t{freq[t.id]}\t{' '.join(map(str, old_ids))}\t"
-            f"{' | '.join(_printable(p) for p in t.old_pieces)}\t{int(t.intermediate)}"
-        )
-    with atomic_path(out / "new_tokens.tsv") as tmp:
-        tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        old_ids = " ".join(str(old_vocab[p]) for p in t.old_pieces)
+        rows.append(f"{t.id}\t{t.token}\t{show(t.token)}\t{freq[t.id]}\t{t.origin}\t{old_ids}\t{' | '.join(map(show, t.old_pieces))}")
+    write_text(out / "new_tokens.tsv", "\n".join(rows) + "\n")
 
-    stats = {
-        "kind": "byte-level BPE",
-        "base_vocab_size": base_size,
+    origins = Counter(t.origin for t in added)
+    stats |= {
+        "base_vocab_size": len(old_tok),
         "new_tokens_requested": cfg.new_tokens,
         "new_tokens_added": len(added),
-        "intermediate_tokens": sum(t.intermediate for t in added),
+        "coverage_tokens": origins["coverage"],
+        "learned_tokens": origins["learned"],
+        "intermediate_tokens": origins["intermediate"],
         "unused_new_tokens": sum(1 for t in added if freq[t.id] == 0),
         "vocab_size": len(new_tok),
         "train_chars": sum(map(len, texts)),
-        "train_han_chars": han,
     }
-    evals = {"en": [english_sample(cfg.eval_chars)]}
-    if cfg.eval_corpus:
-        evals["zh"] = read_texts(cfg.eval_corpus, cfg.eval_chars)
-    for lang, sample in evals.items():
-        stats[f"tokens_per_char_{lang}_before"] = tokens_per_char(old_tok, sample)
-        stats[f"tokens_per_char_{lang}_after"] = tokens_per_char(new_tok, sample)
-        lossless = sum(new_tok.decode(new_tok(s, add_special_tokens=False)["input_ids"]) == s for s in sample)
-        stats[f"lossless_{lang}"] = f"{lossless}/{len(sample)}"
+    stats |= evaluate(old_tok, new_tok, base_dir, out / "tokenizer", kind, cfg)
     write_json(out / "stats.json", stats)
-    log.info("vocab: %d -> %d tokens; %s", base_size, len(new_tok), {k: v for k, v in stats.items() if "per_char" in k})
-    return StageResult(
-        {"tokenizer": out / "tokenizer", "new_tokens": out / "new_tokens.tsv", "stats": out / "stats.json"}, stats
-    )
+    log.info("vocab: %d -> %d tokens; %s", len(old_tok), len(new_tok), {k: v for k, v in stats.items() if "per_char" in k})
+    return StageResult({"tokenizer": out / "tokenizer", "new_tokens": out / "new_tokens.tsv", "learned": learned_path,
+                        "stats": out / "stats.json"}, stats)
+
+
+def evaluate(old_tok, new_tok, base_dir: Path, new_dir: Path, kind: str, cfg: VocabConfig) -> dict:
+    """Tokens/char before/after, round trips, and (SentencePiece) HF vs sentencepiece id agreement."""
+    stats: dict = {}
+    samples = {"en": english_sample(cfg.eval_chars).split("\n")}
+    if cfg.eval_corpus:
+        samples["zh"] = [line for t in read_texts(cfg.eval_corpus, cfg.eval_chars) for line in t.split("\n") if line]
+    for lang, lines in samples.items():
+        stats[f"tokens_per_char_{lang}_before"] = tokens_per_char(old_tok, lines)
+        stats[f"tokens_per_char_{lang}_after"] = tokens_per_char(new_tok, lines)
+        ok = sum(new_tok.decode(new_tok(s, add_special_tokens=False)["input_ids"]) == s for s in lines)
+        stats[f"lossless_{lang}"] = f"{ok}/{len(lines)}"
+        if kind == "sentencepiece":
+            proc = sentencepiece._processor(sentencepiece.load_proto(new_dir / "tokenizer.model"))
+            same = sum(new_tok(s, add_special_tokens=False)["input_ids"] == proc.encode(s) for s in lines)
+            stats[f"hf_matches_sentencepiece_{lang}"] = f"{same}/{len(lines)}"
+    return stats
+
+
+def run(cfg: VocabConfig) -> StageResult:
+    learned = cfg.learned if cfg.learned is not None else train(cfg)
+    return extend(cfg, learned)
