@@ -21,7 +21,8 @@ def test_top_level_help_lists_every_command():
         assert f"  {cmd} " in out.stdout
 
 
-SUBCOMMANDS = [["run"], ["demo"], ["chat"], ["vocab", "train"], ["vocab", "extend"], ["vocab", "stats"]] + [
+SUBCOMMANDS = [["run"], ["demo"], ["chat"], ["vocab", "train"], ["vocab", "extend"], ["vocab", "stats"], ["embed", "init"],
+               ["embed", "compare"]] + [
     [stage, "run"] for stage in ("corpus", "vocab", "embed", "pretrain", "sft", "bench")]
 
 
@@ -30,7 +31,7 @@ def test_every_command_explains_its_options(cmd):
     out = bailong(*cmd, "--help")
     assert out.returncode == 0, out.stderr
     assert "Usage: bailong " + " ".join(cmd) in out.stdout
-    if cmd[-1] in ("run", "train", "extend") and cmd != ["run"]:
+    if cmd[-1] in ("run", "train", "extend", "init", "compare") and cmd != ["run"]:
         assert "Config keys (in CONFIG or --set):" in out.stdout
         assert "out_dir" in out.stdout
 

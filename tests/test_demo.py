@@ -32,6 +32,7 @@ def test_demo_end_to_end(tmp_path):
     out = model.generate(**enc, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > enc["input_ids"].shape[1]
     assert len(tok) == 49152 + 3000
+    assert model.get_input_embeddings().weight.shape[0] == 52160  # padded to a multiple of 64
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -64,7 +64,8 @@ def test_final_model_loads_with_auto_classes_and_generates(first_run):
     enc = tok.apply_chat_template([{"role": "user", "content": "你好"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = model.generate(**enc, max_new_tokens=4, do_sample=False)
     assert out.shape[1] == enc["input_ids"].shape[1] + 4
-    assert len(tok) == manifests["vocab"]["stats"]["base_vocab_size"] + 200 == model.get_input_embeddings().weight.shape[0]
+    assert len(tok) == manifests["vocab"]["stats"]["base_vocab_size"] + 200
+    assert model.get_input_embeddings().weight.shape[0] == -(-len(tok) // 64) * 64  # padded rows, never emitted
 
 
 def test_second_run_skips_everything(first_run, monkeypatch):
@@ -96,3 +97,14 @@ def test_unknown_stage_and_keys_are_reported_together(tmp_path):
         "stages.vocab: unknown key 'new_tokns' (did you mean 'new_tokens'?)",
         "stages.bench: unknown key 'max_new_tokes' (did you mean 'max_new_tokens'?)",
     ]
+
+
+def test_report_summarizes_every_stage(first_run):
+    from bailong.report import write_report
+
+    recipe, manifests = first_run
+    report = write_report(recipe.run_dir, manifests).read_text(encoding="utf-8")
+    for heading in ("## Corpus", "## Vocabulary", "## Bits per character (held-out)", "## pretrain", "## sft", "## Bench"):
+        assert heading in report
+    assert "| after zip-tie init |" in report
+    assert (recipe.run_dir / "bpc.png").stat().st_size > 0

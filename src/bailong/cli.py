@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -101,7 +102,7 @@ def demo_cmd(run_dir: Path, corpus_path: Path | None, overrides: tuple[str, ...]
     click.echo(f"model:  {manifests['sft']['artifacts']['model']}")
 
 
-def _config_from(name: str, config: Path | None, out_dir: Path | None, overrides: tuple[str, ...]):
+def _config_from(name: str, config: Path | None, out_dir: Path | None, overrides: tuple[str, ...], cls=None):
     """A stage's validated config from an optional YAML file, --set overrides and --out."""
     import yaml
 
@@ -115,15 +116,15 @@ def _config_from(name: str, config: Path | None, out_dir: Path | None, overrides
         data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     data = apply_overrides(data, list(overrides))
     data["out_dir"] = str(out_dir or data.get("out_dir") or f"runs/{name}")
-    return parse_config(STAGES[name].config, data, name)
+    return parse_config(cls or STAGES[name].config, data, name)
 
 
-def _config_command(name: str, summary: str, action):
+def _config_command(name: str, summary: str, action, cls=None):
     """A command taking a stage config (CONFIG file, --set, --out); --help lists every key."""
     from bailong.config import describe_fields
     from bailong.runner import STAGES
 
-    rows = describe_fields(STAGES[name].config)
+    rows = describe_fields(cls or STAGES[name].config)
     width = max(len(k) for k, _ in rows)
     epilog = "\b\nConfig keys (in CONFIG or --set):\n" + "\n".join(f"  {k.ljust(width)}  {h}" for k, h in rows)
 
@@ -131,7 +132,8 @@ def _config_command(name: str, summary: str, action):
     @click.option("--out", "out_dir", type=click.Path(path_type=Path), help=f"Output folder (default: runs/{name}); sets out_dir.")
     @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
     def command(config: Path | None, out_dir: Path | None, overrides: tuple[str, ...], **kwargs) -> None:
-        action(_config_from(name, config, out_dir, overrides), **kwargs)
+        extra = [f"{k}={v}" for k, v in kwargs.pop("config_options", {}).items() if v is not None]
+        action(_config_from(name, config, out_dir, overrides + tuple(extra), cls), **kwargs)
 
     command.__doc__ = summary + "\n\nCONFIG is an optional YAML file of the keys below."
     return command, epilog
@@ -181,6 +183,48 @@ for _cmd_name, _summary, _action in (
 ):
     _command, _epilog = _config_command("vocab", _summary, _action)
     stage_groups["vocab"].add_command(click.command(_cmd_name, epilog=_epilog)(_command))
+
+
+def _embed_init(cfg) -> None:
+    from bailong.embed import run
+
+    for key, path in run(cfg).artifacts.items():
+        click.echo(f"{key}: {path}")
+
+
+def _embed_compare(cfg) -> None:
+    from bailong.embed.compare import compare
+
+    result = compare(cfg)
+    click.echo(result["markdown"].read_text(encoding="utf-8"))
+    click.echo(f"table: {result['markdown']}\nplot:  {result['plot']}")
+
+
+_init, _init_epilog = _config_command("embed", "Resize the base and initialize the new rows with one method; writes model/ and stats.json.", _embed_init)
+
+
+def _with_method(command):
+    @click.option("--method", type=click.Choice(["random", "mean", "hewitt", "subword-mean", "zip-tie", "zip-tie-learned"]),
+                  help="Initialization method (same as --set method=...).")
+    @functools.wraps(command)
+    def wrapper(method, **kwargs):
+        return command(config_options={"method": method}, **kwargs)
+
+    return wrapper
+
+
+stage_groups["embed"].add_command(click.command("init", epilog=_init_epilog)(_with_method(_init)))
+
+
+def _compare_command():
+    from bailong.embed.config import EmbedCompareConfig
+
+    command, epilog = _config_command("embed", "Compare every init method in bits/char (optionally after N pretraining steps); "
+                                      "writes compare.md/.png/.json.", _embed_compare, cls=EmbedCompareConfig)
+    return click.command("compare", epilog=epilog)(command)
+
+
+stage_groups["embed"].add_command(_compare_command())
 
 
 @stage_groups["vocab"].command("stats")

@@ -101,7 +101,7 @@ def describe_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, s
         if info.is_required():
             default = "required"
         elif info.default_factory is not None:
-            default = "defaults below"
+            default = "defaults below" if nested is not None else f"default: {info.default_factory()!r}"
         else:
             default = f"default: {info.default!r}"
         rows.append((prefix + name, f"{info.description or ''} ({default})"))

@@ -55,7 +55,8 @@ def bits_per_char(model, tokenizer, texts: list[str], max_length: int = 512, bat
             ids[row, : len(w)] = torch.tensor(w)
             mask[row, : len(w)] = 1
         ids, mask = ids.to(device), mask.to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        # Rows past the tokenizer are vocabulary padding: never a real token, so never in the softmax.
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, : len(tokenizer)].float()
         target = ids[:, 1:]
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
         total_nats += (nll * mask[:, 1:]).sum().item()

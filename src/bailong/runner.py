@@ -8,6 +8,7 @@ that stage's fingerprint. A changed config or input therefore reruns that stage 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -152,6 +153,10 @@ def run_stage(name: str, cfg: StageConfig, upstream: dict[str, str] | None = Non
         manifest |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": round(time.perf_counter() - start, 1)}
         write_json(stage_dir / "manifest.json", manifest)
         raise
+    finally:
+        # Models with hooks (PEFT, bitsandbytes) sit in reference cycles; without a full collection
+        # each stage's gigabytes stay allocated while the next stage loads its own.
+        gc.collect()
     manifest |= {
         "status": "done",
         "seconds": round(time.perf_counter() - start, 1),

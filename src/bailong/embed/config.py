@@ -7,6 +7,8 @@ from pydantic import Field
 
 from bailong.config import StageConfig
 
+Method = Literal["random", "mean", "hewitt", "subword-mean", "zip-tie", "zip-tie-learned"]
+
 
 class EmbedConfig(StageConfig):
     """Resize embed_tokens/lm_head for the extended tokenizer and initialize the new rows."""
@@ -15,14 +17,20 @@ class EmbedConfig(StageConfig):
     tokenizer: Path | None = Field(None, description="extended tokenizer folder (the vocab stage's tokenizer/)")
     new_tokens: Path | None = Field(None, description="the vocab stage's new_tokens.tsv (ids and old segmentation)")
     out_dir: Path = Field(description="output folder")
-    method: Literal["zip-tie", "mean", "random"] = Field(
+    method: Method = Field(
         "zip-tie",
-        description="zip-tie: mean of the rows of the old tokens the new token splits into; "
-        "mean: mean of all old rows; random: N(0, initializer_range)",
+        description="random | mean | hewitt (mean + covariance sample) | subword-mean (old tokenizer's pieces) | "
+        "zip-tie (weighted mean of the token's byte rows) | zip-tie-learned (fitted byte->character map)",
+    )
+    weighting: Literal["uniform", "first", "last"] = Field("uniform", description="zip-tie: which byte is emphasized")
+    emphasis: float = Field(2.0, gt=0, description="zip-tie first/last: weight of the emphasized byte relative to the others")
+    pad_to_multiple_of: int | None = Field(
+        64, gt=0, description="pad the vocabulary rows to a multiple of this (GPU-friendly shapes); pad rows are never "
+        "emitted (suppressed in generation) and never scored; null: no padding",
     )
     eval_corpus: Path | None = Field(None, description="held-out JSONL for bits/char of the base and of the initialized model")
     eval_chars: int = Field(5_000, gt=0, description="characters of held-out zh-TW (and English) text to score")
-    seed: int = Field(0, description="seed for the random method")
+    seed: int = Field(0, description="seed for random/hewitt and the learned fit's held-out split")
 
     def input_paths(self) -> dict[str, Path]:
         from bailong.models import resolve_model
@@ -30,3 +38,15 @@ class EmbedConfig(StageConfig):
         paths = {"base_model": resolve_model(self.base_model), "tokenizer": self.tokenizer, "new_tokens": self.new_tokens,
                  "eval_corpus": self.eval_corpus}
         return {k: v for k, v in paths.items() if v}
+
+
+class EmbedCompareConfig(EmbedConfig):
+    """Every init method side by side in bits per character, optionally after a few pretraining steps."""
+
+    methods: list[Method] = Field(
+        ["random", "mean", "hewitt", "subword-mean", "zip-tie", "zip-tie-learned"], description="methods to compare"
+    )
+    weightings: list[Literal["uniform", "first", "last"]] = Field(["uniform", "first", "last"], description="zip-tie weightings to compare")
+    corpus: Path | None = Field(None, description="training text for pretrain_steps > 0 (the corpus stage's train.jsonl)")
+    pretrain_steps: int = Field(0, ge=0, description="also score each method after this many continued-pretraining steps (0: step 0 only)")
+    pretrain: dict = Field(default_factory=dict, description="pretrain stage keys for those steps (e.g. {train: {batch_size: 4}})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from bailong.io import atomic_path, read_texts, write_jsonl
@@ -21,6 +22,7 @@ def finish_training(peft_model, tokenizer, base_dir: Path, out: Path, history: l
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "adapter") as folder:
         peft_model.save_pretrained(folder)
+    gc.collect()  # activations and optimizer state of the loop sit in reference cycles until collected
     merge_and_export(base_dir, out / "adapter", out / "model", tokenizer)
     write_jsonl(out / "history.jsonl", history)
     plot_loss(history, out / "loss.png", title)
