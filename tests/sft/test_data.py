@@ -79,3 +79,26 @@ def test_builtin_demo_chat_is_valid_and_multi_turn():
     assert problems == [] and len(dialogues) >= 100
     assert sum(sum(m["role"] == "user" for m in d) for d in dialogues) / len(dialogues) >= 3
     assert not [m["content"] for d in dialogues for m in d if simplified_chars(m["content"])]
+
+
+def test_llama2_template_labels_every_answer(shared_data, tmp_path):
+    import shutil
+
+    from bailong.sft.data import LLAMA2_TEMPLATE
+
+    shutil.copy(shared_data.parent / "fixtures" / "llama2-tokenizer" / "tokenizer.model", tmp_path / "tokenizer.model")
+    tok = load_tokenizer(tmp_path)
+    assert set_chat_template(tok) == "llama2" and tok.chat_template == LLAMA2_TEMPLATE
+    text = tok.apply_chat_template(DIALOGUE, tokenize=False)
+    assert text == ("<s>[INST] <<SYS>>\n請用臺灣慣用的繁體中文回答。\n<</SYS>>\n\n捷運可以吃東西嗎？ [/INST] 不行，捷運付費區內禁止飲食。 </s>"
+                    "<s>[INST] 那喝水呢？ [/INST] 喝水也不可以，請出站後再喝。 </s>")
+    ex, _ = encode(DIALOGUE, tok, max_length=4096)
+    labelled = [t if label != -100 else None for t, label in zip(ex["input_ids"], ex["labels"])]
+    spans, current = [], []
+    for t in labelled + [None]:
+        if t is None and current:
+            spans.append(tok.decode(current))
+            current = []
+        elif t is not None:
+            current.append(t)
+    assert [s.strip() for s in spans] == ["不行，捷運付費區內禁止飲食。 </s>", "喝水也不可以，請出站後再喝。 </s>"]

@@ -26,12 +26,34 @@ CHATML_TEMPLATE = (
 )
 
 
-def set_chat_template(tokenizer) -> None:
-    """Install the ChatML template (with generation markers) on a tokenizer that has ChatML tokens."""
+# Llama 2's [INST] format (system prompt folded into the first user turn), same markers: the loss
+# covers " answer </s>" of every assistant turn.
+LLAMA2_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}{%- set system = messages[0]['content'] %}{%- set loop_messages = messages[1:] %}"
+    "{%- else %}{%- set system = none %}{%- set loop_messages = messages %}{%- endif %}"
+    "{%- for message in loop_messages %}"
+    "{%- if message['role'] == 'user' %}"
+    "{{- bos_token + '[INST] ' }}{%- if loop.first and system %}{{- '<<SYS>>\n' + system + '\n<</SYS>>\n\n' }}{%- endif %}"
+    "{{- message['content'] + ' [/INST]' }}"
+    "{%- else %}{% generation %}{{- ' ' + message['content'] + ' ' + eos_token }}{% endgeneration %}{%- endif %}"
+    "{%- endfor %}"
+)
+
+
+def set_chat_template(tokenizer) -> str:
+    """Install a chat template with generation markers; return its name.
+
+    ChatML when the tokenizer has <|im_start|>/<|im_end|> (SmolLM2, Qwen), else Llama 2's [INST]
+    format when it has BOS and EOS tokens (Llama 2, Mistral).
+    """
     vocab = tokenizer.get_vocab()
-    if "<|im_start|>" not in vocab or "<|im_end|>" not in vocab:
-        raise BailongError("sft: the tokenizer has no <|im_start|>/<|im_end|> tokens; only ChatML bases are supported so far")
-    tokenizer.chat_template = CHATML_TEMPLATE
+    if "<|im_start|>" in vocab and "<|im_end|>" in vocab:
+        tokenizer.chat_template = CHATML_TEMPLATE
+        return "chatml"
+    if tokenizer.bos_token and tokenizer.eos_token:
+        tokenizer.chat_template = LLAMA2_TEMPLATE
+        return "llama2"
+    raise BailongError("sft: the tokenizer has neither ChatML tokens nor BOS/EOS tokens for an [INST] template")
 
 
 def resolve_data(ref: str) -> Path:

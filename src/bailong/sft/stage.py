@@ -29,7 +29,7 @@ def run(cfg: SftConfig) -> StageResult:
     if not dialogues:
         raise BailongError(f"sft: no valid dialogue in {path} ({len(problems)} skipped)")
     model, tok, share = load_for_training(cfg.model, cfg.lora, cfg.train.seed)
-    set_chat_template(tok)
+    template = set_chat_template(tok)
     examples, truncated = [], 0
     for d in dialogues:
         ex, cut = encode(d, tok, cfg.max_length)
@@ -38,6 +38,7 @@ def run(cfg: SftConfig) -> StageResult:
     history = train(model, chat_batches(examples, cfg.train.batch_size, tok.pad_token_id or 0, cfg.train.seed), cfg.train, desc="sft")
 
     stats = {
+        "chat_template": template,
         "dialogues": len(dialogues),
         "skipped": len(problems),
         "skipped_examples": problems[:20],
