@@ -37,7 +37,7 @@ def main() -> None:
     from bailong.models import load_tokenizer, resolve_model
     from bailong.vocab import VocabConfig, stats
     from bailong.vocab import run as vocab_run
-    from bailong.vocab.sentencepiece import _processor, load_proto
+    from bailong.vocab.sentencepiece import processor, load_proto
 
     work = args.out / "vocab_compression"
     data = SHARED / "data"
@@ -78,7 +78,7 @@ def main() -> None:
         row["lossless lines"] = f"{lossless}/{len(lines)}"
         model_file = Path(path) / "tokenizer.model"
         if model_file.exists():
-            proc = _processor(load_proto(model_file))
+            proc = processor(load_proto(model_file))
             same = sum(tok(line, add_special_tokens=False)["input_ids"] == proc.encode(line) for line in lines)
             row["HF = sentencepiece"] = f"{same}/{len(lines)}"
         else:

@@ -9,6 +9,7 @@ from bailong.config import BailongError
 from bailong.embed import EmbedCompareConfig, EmbedConfig, run
 from bailong.embed.decompose import read_new_tokens
 from bailong.models import load_model, load_tokenizer
+from bailong.vocab.bytelevel import bytes_to_unicode
 
 
 def _hand_set_base(src, dst):
@@ -39,8 +40,6 @@ def test_zip_tie_rows_padding_tying_and_old_rows(request, base_fixture, tiny_voc
     assert torch.equal(emb[:n_old, 0], torch.arange(n_old, dtype=torch.float32))  # old rows bitwise unchanged
     byte_id = {t: i for t, i in tok.get_vocab().items() if len(t) == 1}
     for row in read_new_tokens(vocab_dir / "new_tokens.tsv", "bytelevel"):
-        from bailong.vocab.bytelevel import bytes_to_unicode
-
         ids = [byte_id[bytes_to_unicode()[b]] for b in row.raw]
         assert emb[row.id, 0].item() == pytest.approx(sum(ids) / len(ids), abs=1e-4)
     meta = json.loads((tmp_path / "out" / "model" / "bailong_embed.json").read_text())
@@ -52,7 +51,7 @@ def test_zip_tie_rows_padding_tying_and_old_rows(request, base_fixture, tiny_voc
     if not tied:
         out = model.get_output_embeddings().weight
         row = read_new_tokens(vocab_dir / "new_tokens.tsv", "bytelevel")[0]
-        ids = [byte_id[__import__("bailong.vocab.bytelevel", fromlist=["x"]).bytes_to_unicode()[b]] for b in row.raw]
+        ids = [byte_id[bytes_to_unicode()[b]] for b in row.raw]
         assert out[row.id, 0].item() == pytest.approx(-sum(ids) / len(ids), abs=1e-4)
 
 

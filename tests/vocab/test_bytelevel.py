@@ -1,5 +1,3 @@
-import pytest
-
 from bailong.vocab.bytelevel import bpe, bytes_to_unicode, extend, qualifies, symbols_to_bytes, text_to_symbols
 
 

@@ -8,7 +8,7 @@ import pytest
 from bailong.config import BailongError
 from bailong.models import load_tokenizer
 from bailong.vocab import VocabConfig, run
-from bailong.vocab.sentencepiece import _processor, load_proto
+from bailong.vocab.sentencepiece import processor, load_proto
 
 ROUND_TRIP = [
     "", "臺灣的夜市小吃：蚵仔煎、臭豆腐。", "「你好」，《書名》……！？", "emoji 😀🇹🇼 mixed 中英 text 123",
@@ -51,7 +51,7 @@ def test_lossless(extended, text):
 
 def test_hf_and_sentencepiece_agree_on_held_out_lines(extended, shared_data):
     tok = load_tokenizer(extended[1] / "tokenizer")
-    proc = _processor(load_proto(extended[1] / "tokenizer" / "tokenizer.model"))
+    proc = processor(load_proto(extended[1] / "tokenizer" / "tokenizer.model"))
     lines = (shared_data / "eval" / "drcd_dev_paragraphs.txt").read_text(encoding="utf-8").splitlines()[:300]
     lines += (shared_data / "english" / "english_pd_combined_clean.txt").read_text(encoding="utf-8").splitlines()[:300]
     lines += ROUND_TRIP

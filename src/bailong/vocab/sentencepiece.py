@@ -42,7 +42,8 @@ def check_bpe(proto, path: Path) -> None:
         )
 
 
-def _processor(proto, dummy_prefix: bool | None = None):
+def processor(proto, dummy_prefix: bool | None = None):
+    """A SentencePieceProcessor for `proto`, optionally with the dummy prefix switched on/off."""
     import sentencepiece as spm
 
     if dummy_prefix is not None:
@@ -104,7 +105,7 @@ def extend(proto, targets: list[tuple[str, str]], n_new: int) -> list[NewToken]:
     A multi-character piece is only reachable if its characters are pieces, so missing characters
     are added just before it (origin "intermediate" unless they were targets themselves).
     """
-    base_proc = _processor(proto, dummy_prefix=False)  # segmentation by the OLD tokenizer
+    base_proc = processor(proto, dummy_prefix=False)  # segmentation by the OLD tokenizer
     known = {p.piece: i for i, p in enumerate(proto.pieces)}
     regular = [p.score for p in proto.pieces if p.type == NORMAL and p.score > _SENTINEL_SCORE]
     score = min(regular) if regular else 0.0
@@ -135,7 +136,7 @@ def extend(proto, targets: list[tuple[str, str]], n_new: int) -> list[NewToken]:
 
 def unreachable(proto, added: list[NewToken]) -> int:
     """How many added pieces sentencepiece does not produce when encoding the piece's own text."""
-    proc = _processor(proto, dummy_prefix=False)
+    proc = processor(proto, dummy_prefix=False)
     return sum(proc.encode_as_pieces(t.token.replace("▁", " ")) != [t.token] for t in added)
 
 

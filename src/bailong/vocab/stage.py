@@ -62,11 +62,11 @@ def _training_texts(cfg: VocabConfig) -> list[str]:
     return texts
 
 
-def train(cfg: VocabConfig) -> Path:
+def train(cfg: VocabConfig, texts: list[str] | None = None) -> Path:
     """Learn the target vocabulary; write and return ``out_dir/learned.txt``."""
     base_dir = resolve_model(cfg.base_model)
     kind = detect_kind(base_dir)
-    texts = _training_texts(cfg)
+    texts = texts if texts is not None else _training_texts(cfg)
     # Many learned tokens are ASCII or already in the base; learn a surplus to choose from.
     if kind == "sentencepiece":
         base = sentencepiece.load_proto(base_dir / "tokenizer.model")
@@ -91,10 +91,10 @@ def _by_frequency(chars: list[str], texts: list[str]) -> list[str]:
     return sorted(chars, key=lambda c: -counts[c])
 
 
-def extend(cfg: VocabConfig, learned_path: Path) -> StageResult:
+def extend(cfg: VocabConfig, learned_path: Path, texts: list[str] | None = None) -> StageResult:
     base_dir = resolve_model(cfg.base_model)
     kind = detect_kind(base_dir)
-    texts = _training_texts(cfg)
+    texts = texts if texts is not None else _training_texts(cfg)
     learned = read_learned(learned_path, kind)
     chars = _by_frequency(coverage_chars(cfg.coverage, cfg.coverage_file), texts)
     out = cfg.out_dir
@@ -163,18 +163,19 @@ def evaluate(old_tok, new_tok, base_dir: Path, new_dir: Path, kind: str, cfg: Vo
     samples = {"en": english_sample(cfg.eval_chars).split("\n")}
     if cfg.eval_corpus:
         samples["zh"] = [line for t in read_texts(cfg.eval_corpus, cfg.eval_chars) for line in t.split("\n") if line]
+    proc = sentencepiece.processor(sentencepiece.load_proto(new_dir / "tokenizer.model")) if kind == "sentencepiece" else None
     for lang, lines in samples.items():
         stats[f"tokens_per_char_{lang}_before"] = tokens_per_char(old_tok, lines)
         stats[f"tokens_per_char_{lang}_after"] = tokens_per_char(new_tok, lines)
         ok = sum(new_tok.decode(new_tok(s, add_special_tokens=False)["input_ids"]) == s for s in lines)
         stats[f"lossless_{lang}"] = f"{ok}/{len(lines)}"
-        if kind == "sentencepiece":
-            proc = sentencepiece._processor(sentencepiece.load_proto(new_dir / "tokenizer.model"))
+        if proc is not None:
             same = sum(new_tok(s, add_special_tokens=False)["input_ids"] == proc.encode(s) for s in lines)
             stats[f"hf_matches_sentencepiece_{lang}"] = f"{same}/{len(lines)}"
     return stats
 
 
 def run(cfg: VocabConfig) -> StageResult:
-    learned = cfg.learned if cfg.learned is not None else train(cfg)
-    return extend(cfg, learned)
+    texts = _training_texts(cfg)  # read once for both steps
+    learned = cfg.learned if cfg.learned is not None else train(cfg, texts)
+    return extend(cfg, learned, texts)
