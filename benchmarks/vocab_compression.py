@@ -42,7 +42,10 @@ def main() -> None:
     work = args.out / "vocab_compression"
     data = SHARED / "data"
     corpus = corpus_run(CorpusConfig(
-        out_dir=work / "corpus", heldout_fraction=0, min_chars=2,
+        out_dir=work / "corpus", heldout_fraction=0, minhash={"enabled": False},
+        # Legal text is repetitive by nature: this benchmark measures vocabularies, so only length and exact dedup apply.
+        filters={"min_chars": 2, "boilerplate": False, "max_dup_line_fraction": 1, "max_dup_line_char_fraction": 1,
+                 "max_top_ngram_fraction": {}, "max_dup_ngram_fraction": {}},
         sources=[{"path": str(data / "corpus" / "tw_statutes_zh.txt"), "name": "statutes", "max_chars": 1_000_000},
                  {"path": str(data / "corpus" / "caf_zh_tw.jsonl"), "name": "caf"},
                  {"path": str(data / "corpus" / "moztw_cc0_sentences" / "*.txt"), "split": "line", "name": "moztw"}],

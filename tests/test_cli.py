@@ -45,8 +45,8 @@ def _assert_one_line_error(out, expected):
 
 def test_recipe_with_unknown_key(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": {"corpus": {"sources": [{"path": "x"}], "min_charz": 3}}}))
-    _assert_one_line_error(bailong("run", str(path)), "stages.corpus: unknown key 'min_charz' (did you mean 'min_chars'?)")
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": {"corpus": {"sources": [{"path": "x"}], "filters": {"min_charz": 3}}}}))
+    _assert_one_line_error(bailong("run", str(path)), "stages.corpus.filters: unknown key 'min_charz' (did you mean 'min_chars'?)")
 
 
 def test_recipe_with_missing_corpus_path(tmp_path):
@@ -61,7 +61,7 @@ def test_recipe_with_empty_corpus(tmp_path):
     empty.write_text("")
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": {"corpus": {"sources": [{"path": str(empty)}]}}}))
-    _assert_one_line_error(bailong("run", str(path)), f"corpus is empty: no document kept from {empty} (0 read, {{}} dropped)")
+    _assert_one_line_error(bailong("run", str(path)), f"corpus is empty: no document kept from {empty} (0 read, 1 unreadable; drops: {{}})")
     manifest = json.loads((tmp_path / "run" / "corpus" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
 
@@ -73,7 +73,7 @@ def test_missing_recipe():
 def test_stage_command_runs_alone(tmp_path, zh_corpus):
     out = bailong("corpus", "run", "--out", str(tmp_path / "c"), "--set", f"sources=[{{path: '{zh_corpus}'}}]", "--set", "heldout_fraction=0")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == f"train: {tmp_path / 'c' / 'train.jsonl'}"
+    assert out.stdout.splitlines()[0] == f"train: {tmp_path / 'c' / 'train'}"
     again = bailong("corpus", "run", "--out", str(tmp_path / "c"), "--set", f"sources=[{{path: '{zh_corpus}'}}]", "--set", "heldout_fraction=0")
     assert "up to date" in again.stderr
 

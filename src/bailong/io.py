@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -50,6 +51,24 @@ def write_jsonl(path: Path, rows) -> Path:
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:
+    """Rows of a JSONL file, or of every shard in a folder (.jsonl, .jsonl.gz, .jsonl.zst, .parquet) in name order."""
+    path = Path(path)
+    if path.is_dir():
+        for shard in sorted(p for p in path.iterdir() if p.name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet"))):
+            yield from read_jsonl(shard)
+        return
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+        return
+    if path.suffix in (".gz", ".zst"):
+        from bailong.corpus.readers import open_binary
+
+        with open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
+            yield from (json.loads(line) for line in f if line.strip())
+        return
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():

@@ -53,7 +53,8 @@ STAGES: dict[str, Stage] = {
 # stage -> config field -> candidate (upstream stage, artifact); the latest stage present wins.
 WIRING: dict[str, dict[str, list[tuple[str, str]]]] = {
     "vocab": {"corpus": [("corpus", "train")], "eval_corpus": [("corpus", "heldout")]},
-    "embed": {"tokenizer": [("vocab", "tokenizer")], "new_tokens": [("vocab", "new_tokens")], "eval_corpus": [("corpus", "heldout")]},
+    "embed": {"tokenizer": [("vocab", "tokenizer")], "new_tokens": [("vocab", "new_tokens")], "eval_corpus": [("corpus", "heldout")],
+              "fit_corpus": [("corpus", "train")]},
     "pretrain": {"model": [("embed", "model")], "corpus": [("corpus", "train")], "eval_corpus": [("corpus", "heldout")]},
     "sft": {"model": [("pretrain", "model"), ("embed", "model")], "eval_corpus": [("corpus", "heldout")]},
     "bench": {"model": [("sft", "model"), ("pretrain", "model"), ("embed", "model")], "eval_corpus": [("corpus", "heldout")]},

@@ -58,7 +58,7 @@ def test_zip_tie_rows_padding_tying_and_old_rows(request, base_fixture, tiny_voc
 def test_learned_method_reports_its_fit(tiny_base, tiny_vocab, tmp_path):
     _, vocab_dir = tiny_vocab
     result = run(EmbedConfig(base_model=str(tiny_base), tokenizer=vocab_dir / "tokenizer", new_tokens=vocab_dir / "new_tokens.tsv",
-                             out_dir=tmp_path / "out", eval_chars=200, method="zip-tie-learned"))
+                             out_dir=tmp_path / "out", eval_chars=200, method="zip-tie-learned", fit="least-squares"))
     assert result.stats["fallback_to_mean_embed_tokens"] == 0
     assert "fit_embed_tokens" in result.stats  # {} when the old vocabulary has no multi-byte characters to learn from
 
@@ -87,3 +87,16 @@ def test_compare_writes_a_table(tiny_base, tiny_vocab, zh_corpus, tmp_path):
     assert all(r["bpc_en"] > 0 and r["bpc_zh"] > 0 for r in result["rows"])
     assert (tmp_path / "compare.md").read_text().splitlines()[2].startswith("| method | bpc_en | bpc_zh |")
     assert (tmp_path / "compare.png").stat().st_size > 0
+
+
+def test_compare_runs_both_learned_fits_and_skips_lm_loss_without_training_text(tiny_base, tiny_vocab, zh_corpus, tmp_path):
+    from bailong.embed.compare import compare
+
+    _, vocab_dir = tiny_vocab
+    common = dict(base_model=str(tiny_base), tokenizer=vocab_dir / "tokenizer", new_tokens=vocab_dir / "new_tokens.tsv",
+                  eval_corpus=zh_corpus, eval_chars=300, methods=["zip-tie-learned"], fit_steps=2, fit_chars=1000)
+    rows = compare(EmbedCompareConfig(out_dir=tmp_path / "a", corpus=zh_corpus, **common))["rows"]
+    assert [r["method"] for r in rows[1:]] == ["zip-tie-learned (lm-loss)", "zip-tie-learned (least-squares)"]
+    assert rows[1]["fit"].startswith("fitting-text loss ") and rows[1]["bpc_zh"] > 0
+    skipped = compare(EmbedCompareConfig(out_dir=tmp_path / "b", **common))["rows"]
+    assert skipped[1] == {"method": "zip-tie-learned (lm-loss)", "fit": "skipped: needs training text (set corpus)"}

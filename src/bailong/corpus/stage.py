@@ -1,96 +1,124 @@
-"""corpus stage: sources -> normalized, Traditional-script, deduplicated train.jsonl + heldout.jsonl.
+"""corpus stage: sources -> clean, Traditional-script, deduplicated, mixed training shards + held-out shards.
 
-Every document read is accounted for in stats.json: kept (train or held out) or dropped with a
-reason; unreadable lines are counted with file:line.
+Writes ``train/`` and ``heldout/`` (one shard per task), ``stats.json``, ``stats.md`` and
+``stats.png``; with ``write_rejected`` also ``rejected/<reason>/``. Every document read is
+accounted for: held out, in training, sampled out by the mix, or dropped with a reason; lines that
+could not be read at all are counted with file:line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import shutil
 from collections import Counter
-from functools import partial
-
-from tqdm import tqdm
+from pathlib import Path
 
 from bailong.config import BailongError, StageResult
+from bailong.corpus import pipeline
 from bailong.corpus.config import CorpusConfig
-from bailong.corpus.filters import ExactDedup, min_han, min_length, normalize
-from bailong.corpus.readers import read_source
-from bailong.io import atomic_path, write_json
-from bailong.zh import han_count, simplified_chars, to_traditional
+from bailong.corpus.readers import resolve_files
+from bailong.corpus.report import write_report
+from bailong.corpus.steps import read_tallies
+from bailong.io import write_json
 
 log = logging.getLogger(__name__)
-MAX_PROBLEMS_LISTED = 50
 
 
-def _is_heldout(text: str, cfg: CorpusConfig) -> bool:
-    digest = hashlib.sha1(f"{cfg.seed}\0{text}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < cfg.heldout_fraction
+def _prepare_work(cfg: CorpusConfig) -> Path:
+    """work/ survives a crash so completed tasks are skipped; a different config starts it afresh."""
+    work = cfg.out_dir / "work"
+    fingerprint = cfg.model_dump_json(exclude={"out_dir", "keep_work"})
+    marker = work / "config.json"
+    if work.exists() and (not marker.exists() or marker.read_text() != fingerprint):
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint)
+    return work
+
+
+def accounting(cfg: CorpusConfig, tally_dir: Path) -> dict:
+    """Per-source books from the steps' tallies; raises if they do not balance."""
+    read, clean, mix = (read_tallies(tally_dir, s) for s in ("read", "clean", "mix"))
+    stages = [("exact_duplicate", read_tallies(tally_dir, "after-exact")) if cfg.exact_dedup else None,
+              ("near_duplicate", read_tallies(tally_dir, "after-minhash")) if cfg.minhash.enabled else None,
+              ("semantic_duplicate", read_tallies(tally_dir, "after-semantic")) if cfg.semantic.enabled else None]
+    per_source = {}
+    for source in dict.fromkeys(s.label for s in cfg.sources):
+        row: Counter = Counter({k.split("|", 1)[1]: v for part in (read, clean, mix) for k, v in part.items()
+                                if k.startswith(source + "|")})
+        left = row["kept"]
+        for reason, counts in filter(None, stages):
+            after = counts.get(f"{source}|docs", 0)
+            row[f"dropped:{reason}"] = left - after
+            left = after
+        dropped = sum(v for k, v in row.items() if k.startswith("dropped:"))
+        out = row["heldout_docs"] + row["train_unique_docs"] + row["sampled_out"]
+        if row["read"] != out + dropped:
+            raise BailongError(f"corpus: the books do not balance for '{source}': {row['read']} read, {out} out, {dropped} dropped")
+        per_source[source] = dict(sorted(row.items()))
+    return per_source
+
+
+def _quiet_datatrove() -> None:
+    """datatrove prints every step's stats of every task; our stats.md says it once. BAILONG_DATATROVE_LOGS=1 keeps them."""
+    import os
+
+    from loguru import logger
+
+    if os.environ.get("BAILONG_DATATROVE_LOGS") != "1":
+        logger.disable("datatrove")
 
 
 def run(cfg: CorpusConfig) -> StageResult:
-    filters = [partial(min_length, min_chars=cfg.min_chars), partial(min_han, min_ratio=cfg.min_han_ratio), ExactDedup()]
-    dropped: Counter[str] = Counter()
-    per_source: dict[str, Counter] = {}
-    problems: list[str] = []
-    n_problems = 0
-    totals = Counter()
-    out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "train.jsonl") as train_tmp, atomic_path(out / "heldout.jsonl") as held_tmp:
-        with open(train_tmp, "w", encoding="utf-8") as train_f, open(held_tmp, "w", encoding="utf-8") as held_f:
-            for source in cfg.sources:
-                counts = per_source.setdefault(source.name or source.path, Counter())
-                kept_chars = 0
-                for doc, problem in tqdm(read_source(source), desc=f"corpus {source.name or source.path}", unit=" docs"):
-                    if source.max_chars is not None and kept_chars >= source.max_chars:
-                        counts["capped_at_chars"] = source.max_chars  # the rest of the source is not read
-                        break
-                    if problem is not None:
-                        n_problems += 1
-                        counts["unreadable"] += 1
-                        if len(problems) < MAX_PROBLEMS_LISTED:
-                            problems.append(problem)
-                        continue
-                    counts["read"] += 1
-                    text = normalize(doc.text)
-                    if source.convert != "none" and simplified_chars(text):
-                        text = to_traditional(text, source.convert)
-                        counts["converted"] += 1
-                    for keep in filters:
-                        verdict = keep(text)
-                        if verdict is not True:
-                            dropped[verdict[1]] += 1
-                            counts[f"dropped:{verdict[1]}"] += 1
-                            break
-                    else:
-                        held = totals["heldout_chars"] < cfg.heldout_chars and _is_heldout(text, cfg)
-                        row = {"id": doc.id, "text": text, "source": doc.source}
-                        (held_f if held else train_f).write(json.dumps(row, ensure_ascii=False) + "\n")
-                        split = "heldout" if held else "train"
-                        totals[f"{split}_docs"] += 1
-                        totals[f"{split}_chars"] += len(text)
-                        totals[f"{split}_han_chars"] += han_count(text)
-                        counts["kept"] += 1
-                        kept_chars += len(text)
-    read = sum(c["read"] for c in per_source.values())
-    if totals["train_docs"] == 0:
-        names = ", ".join(s.path for s in cfg.sources)
-        raise BailongError(f"corpus is empty: no document kept from {names} ({read} read, {dict(dropped)} dropped)")
+    _quiet_datatrove()
+    for source in cfg.sources:
+        resolve_files(source)  # fail fast on a glob matching nothing; fetch a built-in corpus once
+    work = _prepare_work(cfg)
+    tally = work / "tally"
+    try:
+        pipeline.run(cfg, work)
+    except pipeline.NothingKept:
+        total = read_tallies(tally, "read") + read_tallies(tally, "clean")
+        count = Counter()
+        for key, value in total.items():
+            count[key.split("|", 1)[1]] += value
+        drops = {k.split("|", 1)[1][8:]: v for k, v in total.items() if "|dropped:" in k}
+        raise BailongError(f"corpus is empty: no document kept from {', '.join(s.path for s in cfg.sources)} "
+                           f"({count['read']} read, {count['unreadable']} unreadable; drops: {drops})") from None
+    if len(list(tally.glob("mix-*.json"))) != cfg.executor.tasks:
+        raise BailongError(f"corpus: not every final task finished (see {work / 'logs' / 'final'}); run again to resume")
+    per_source = accounting(cfg, tally)
+    total = Counter()
+    for row in per_source.values():
+        total.update(row)
+    if total["train_docs"] == 0:
+        raise BailongError(f"corpus: every kept document went to held-out or was sampled out ({total['read']} read); "
+                           "lower heldout_fraction or check the mixing weights")
+    problems = [p for f in sorted(tally.glob("read-*.json")) for p in json.loads(f.read_text()).get("problems", [])]
     stats = {
-        "documents_read": read,
-        "documents_kept": totals["train_docs"] + totals["heldout_docs"],
-        "dropped": dict(dropped),
-        "converted_to_traditional": sum(c["converted"] for c in per_source.values()),
-        "unreadable": n_problems,
-        "unreadable_examples": problems,
-        **{k: v for k, v in totals.items()},
-        "per_source": {k: dict(v) for k, v in per_source.items()},
+        "documents_read": total["read"],
+        "documents_kept": total["heldout_docs"] + total["train_unique_docs"],
+        "dropped": {k[8:]: v for k, v in sorted(total.items()) if k.startswith("dropped:") and v},
+        "sampled_out_by_mix": total["sampled_out"],
+        "converted_to_traditional": total["converted"],
+        "boilerplate_lines_removed": total["boilerplate_lines"],
+        "unreadable": total["unreadable"],
+        "unreadable_examples": problems[:50],
+        **{k: total[k] for k in ("train_docs", "train_chars", "train_han_chars", "heldout_docs", "heldout_chars")},
+        "per_source": per_source,
     }
-    # The books must balance: every document read is kept or dropped for a named reason.
-    assert stats["documents_kept"] + sum(dropped.values()) == read, stats
+    out = cfg.out_dir
+    for name in ("train", "heldout", "rejected"):
+        shutil.rmtree(out / name, ignore_errors=True)
+        if (work / "final" / name).exists():
+            (work / "final" / name).replace(out / name)
+    (out / "heldout").mkdir(exist_ok=True)  # heldout_fraction 0: an empty folder, not a missing one
     write_json(out / "stats.json", stats)
-    log.info("corpus: %d read, %d kept, dropped %s, %d unreadable", read, stats["documents_kept"], dict(dropped), n_problems)
-    return StageResult({"train": out / "train.jsonl", "heldout": out / "heldout.jsonl", "stats": out / "stats.json"}, stats)
+    write_report(stats, out)
+    if not cfg.keep_work:
+        shutil.rmtree(work)
+    log.info("corpus: %d read, %d kept (%d training characters), dropped %s, %d unreadable",
+             stats["documents_read"], stats["documents_kept"], stats["train_chars"], stats["dropped"], stats["unreadable"])
+    artifacts = {"train": out / "train", "heldout": out / "heldout", "stats": out / "stats.json", "report": out / "stats.md"}
+    return StageResult(artifacts, stats)

@@ -20,28 +20,42 @@ log = logging.getLogger(__name__)
 def _variants(cfg: EmbedCompareConfig) -> list[EmbedConfig]:
     out = []
     for method in cfg.methods:
-        for weighting in cfg.weightings if method == "zip-tie" else ["uniform"]:
-            out.append(cfg.model_copy(update={"method": method, "weighting": weighting}))
+        if method == "zip-tie":
+            out += [cfg.model_copy(update={"method": method, "weighting": w}) for w in cfg.weightings]
+        elif method == "zip-tie-learned":
+            out += [cfg.model_copy(update={"method": method, "fit": f}) for f in cfg.fits]
+        else:
+            out.append(cfg.model_copy(update={"method": method}))
     return out
 
 
 def _label(c: EmbedConfig) -> str:
-    return f"zip-tie ({c.weighting})" if c.method == "zip-tie" else c.method
+    if c.method == "zip-tie":
+        return f"zip-tie ({c.weighting})"
+    return f"zip-tie-learned ({c.fit})" if c.method == "zip-tie-learned" else c.method
 
 
 def compare(cfg: EmbedCompareConfig) -> dict:
+    if cfg.fit_corpus is None and cfg.corpus is not None:
+        cfg = cfg.model_copy(update={"fit_corpus": cfg.corpus})  # one training text for the fit and the steps
     prep = Prepared(cfg)
     base = prep.base_model()
     rows = [{"method": "base model, base tokenizer", **bpc_zh_en(base, prep.old_tok, prep.zh, prep.en, "base")}]
     del base
     for variant in _variants(cfg):
+        if variant.method == "zip-tie-learned" and variant.fit == "lm-loss" and not prep.fit_texts:
+            log.warning("embed compare: zip-tie-learned (lm-loss) skipped: it fits on training text; set corpus")
+            rows.append({"method": _label(variant), "fit": "skipped: needs training text (set corpus)"})
+            continue
         model = prep.base_model()
         info = initialize(model, prep, variant)
         row = {"method": _label(variant), **bpc_zh_en(model, prep.new_tok, prep.zh, prep.en, _label(variant)),
                "fallbacks": info["fallback_to_mean_embed_tokens"]}
         fit = info.get("fit_embed_tokens")
         if fit:
-            row["fit R^2 (held-out)"] = ", ".join(f"{n} bytes: {f['r2_heldout']}" for n, f in fit.items())
+            row["fit"] = "R^2 held-out " + ", ".join(f"{n} bytes: {f['r2_heldout']}" for n, f in fit.items())
+        if "fit_lm" in info:
+            row["fit"] = f"fitting-text loss {info['fit_lm']['loss_before']} -> {info['fit_lm']['loss_after']} nats/token"
         if cfg.pretrain_steps:
             row |= _after_pretraining(model, prep, variant, cfg)
         rows.append(row)

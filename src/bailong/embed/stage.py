@@ -15,6 +15,7 @@ import torch
 from bailong.config import BailongError, StageResult
 from bailong.embed import methods
 from bailong.embed.config import EmbedConfig
+from bailong.embed.fit import fit_lm
 from bailong.embed.decompose import decomposer, read_new_tokens
 from bailong.io import atomic_path, read_texts, write_json
 from bailong.metrics import bpc_zh_en, english_sample
@@ -52,6 +53,9 @@ class Prepared:
             raise BailongError(f"{cfg.new_tokens}: new token id {bad[0]} is outside [{self.n_old}, {len(self.new_tok)})")
         self.dec = decomposer(self.old_tok.get_vocab(), kind)
         self.zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
+        # Cut to fit_chars exactly: one long document must not turn a small fit into a slow one.
+        fit_text = "\n\n".join(read_texts(cfg.fit_corpus, cfg.fit_chars)) if cfg.fit_corpus else ""
+        self.fit_texts = [fit_text[: cfg.fit_chars]] if fit_text else []
         self.en = [english_sample(cfg.eval_chars)]
 
     def base_model(self):
@@ -73,23 +77,35 @@ def initialize(model, prep: Prepared, cfg: EmbedConfig) -> dict:
     pad_ids = list(range(len(prep.new_tok), model.get_input_embeddings().weight.shape[0]))
     info: dict = {"method": cfg.method, "base_vocab_size": prep.n_old, "vocab_size": len(prep.new_tok), "tied": tied,
                   "new_token_ids": [r.id for r in prep.rows], "pad_ids": pad_ids}
+    if cfg.method == "zip-tie-learned":
+        info["fit"] = cfg.fit
     if cfg.method == "zip-tie":
         info |= {"weighting": cfg.weighting, "emphasis": cfg.emphasis}
+    lm_fit = cfg.method == "zip-tie-learned" and cfg.fit == "lm-loss"
+    if lm_fit and not prep.fit_texts:
+        raise BailongError("embed: zip-tie-learned with fit=lm-loss needs fit_corpus (training text: the corpus stage's train.jsonl)")
     matrices = [("embed_tokens", model.get_input_embeddings().weight)]
     if not tied:
         matrices.append(("lm_head", model.get_output_embeddings().weight))
     with torch.no_grad():
         for name, weight in matrices:
-            maps = None
-            if cfg.method == "zip-tie-learned":
+            maps, method = None, cfg.method
+            if lm_fit:
+                method = "subword-mean"  # the fit's starting point; also counts the undecomposable tokens
+            elif cfg.method == "zip-tie-learned":
                 maps = methods.fit_char_maps(weight[: prep.n_old].float(), prep.dec, seed=cfg.seed)
                 info[f"fit_{name}"] = {str(n): {"examples": m.examples, "r2_train": m.r2_train, "r2_heldout": m.r2_heldout,
                                                 "weights": [round(w, 4) for w in m.weights.tolist()]} for n, m in maps.items()}
-            fallbacks = methods.init_rows(weight, prep.rows, cfg.method, prep.n_old, std=std, generator=gen, dec=prep.dec,
+            fallbacks = methods.init_rows(weight, prep.rows, method, prep.n_old, std=std, generator=gen, dec=prep.dec,
                                           weighting=cfg.weighting, emphasis=cfg.emphasis, maps=maps)
             if pad_ids:  # padding rows: the mean row; never emitted, never scored
                 weight[pad_ids] = weight[: prep.n_old].float().mean(dim=0).to(weight.dtype)
             info[f"fallback_to_mean_{name}"] = fallbacks
+    if lm_fit:  # gradients flow to the handful of fit parameters only (the base is frozen inside fit_lm)
+        rows = [r for r in prep.rows if r.old_ids and all(0 <= i < prep.n_old for i in r.old_ids)]
+        char_ids = [i for c, i in prep.dec.char_ids.items() if len(c.encode("utf-8")) >= 2]
+        info["fit_lm"] = fit_lm(model, rows, prep.n_old, len(prep.new_tok), char_ids, prep.new_tok, prep.fit_texts,
+                                steps=cfg.fit_steps, lr=cfg.fit_lr)
     if tied and model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
         raise BailongError("resizing untied embed_tokens and lm_head of a tied model")
     if pad_ids:
