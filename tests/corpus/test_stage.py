@@ -130,3 +130,33 @@ def test_semantic_dedup_drops_paraphrases(tmp_path, zh_texts):
                               minhash={"enabled": False}, semantic={"enabled": True, "threshold": 0.9}, executor={"tasks": 2}))
     assert result.stats["dropped"] == {"semantic_duplicate": 1}
     assert len(_texts(tmp_path / "out" / "train")) == 2
+
+
+def test_mixed_corpus_from_shared_data_accounts_for_every_document(shared_data, tmp_path):
+    sources = [{"path": str(shared_data / "corpus" / "caf_zh_tw.jsonl"), "name": "caf", "weight": 2},
+               {"path": str(shared_data / "corpus" / "moztw_cc0_sentences" / "*.txt"), "name": "moztw", "split": "line",
+                "weight": 1},
+               {"path": str(shared_data / "english" / "english_pd_combined_clean.txt"), "name": "english", "convert": "none",
+                "weight": 1}]
+    s = run(CorpusConfig(sources=sources, out_dir=tmp_path / "out", filters={"min_chars": 10}, heldout_fraction=0.01,
+                         executor={"tasks": 2, "workers": 2})).stats
+    for name, row in s["per_source"].items():
+        dropped = sum(v for k, v in row.items() if k.startswith("dropped:"))
+        assert row["read"] == row["heldout_docs"] + row["train_unique_docs"] + row["sampled_out"] + dropped, name
+    assert s["documents_read"] == sum(r["read"] for r in s["per_source"].values()) > 30_000
+    shares = {name: row["train_chars"] / s["train_chars"] for name, row in s["per_source"].items()}
+    assert abs(shares["caf"] - 0.5) < 0.05 and abs(shares["moztw"] - 0.25) < 0.05 and abs(shares["english"] - 0.25) < 0.05
+    assert "| caf |" in (tmp_path / "out" / "stats.md").read_text()
+
+
+def test_per_source_filter_overrides(tmp_path):
+    formulaic = "第一條　本法所稱主管機關為內政部。\n" + "\n".join(f"第{k}條　本條規定之事項，由主管機關另定之。" for k in range(2, 12))
+    a = _jsonl(tmp_path / "statutes.jsonl", [formulaic])
+    b = _jsonl(tmp_path / "other.jsonl", [formulaic.replace("內政部", "交通部")])
+    cfg = CorpusConfig(sources=[{"path": str(a), "filters": {"max_top_ngram_fraction": {}, "max_dup_ngram_fraction": {}}}, {"path": str(b)}],
+                       out_dir=tmp_path / "out", heldout_fraction=0, minhash={"enabled": False})
+    s = run(cfg).stats
+    assert s["per_source"]["statutes.jsonl"]["train_docs"] == 1
+    assert s["per_source"]["other.jsonl"]["dropped:top_4gram"] == 1
+    with pytest.raises(ValueError, match=r"sources\[x\]\.filters: min_charz: Extra inputs are not permitted"):
+        CorpusConfig(sources=[{"path": "x", "filters": {"min_charz": 1}}], out_dir=tmp_path / "o")

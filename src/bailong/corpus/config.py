@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bailong.config import StageConfig
 
@@ -37,6 +37,10 @@ class Source(_Section):
     name: str | None = Field(None, description="source name in the stats; unset: the file name of path")
     max_chars: int | None = Field(
         None, gt=0, description="stop reading this source once this many characters are kept, per task (a cap, not a mix)"
+    )
+    filters: dict = Field(
+        default_factory=dict, description="this source's overrides of the stage's filters, e.g. {max_dup_ngram_fraction: {20: 0.3}} "
+        "for statutes, which repeat their own formulas",
     )
 
     @property
@@ -107,6 +111,19 @@ class CorpusConfig(StageConfig):
     executor: Executor = Field(default_factory=Executor, description="how the work runs (datatrove)")
     keep_work: bool = Field(False, description="keep work/ (intermediate shards, signatures, logs) after success")
     seed: int = Field(0, description="changes which documents are held out and sampled when mixing")
+
+    @model_validator(mode="after")
+    def _source_filters_are_valid(self) -> "CorpusConfig":
+        for source in self.sources:
+            self.filters_for(source)  # unknown keys and bad values fail here, with the source named
+        return self
+
+    def filters_for(self, source: Source) -> Filters:
+        try:
+            return Filters.model_validate({**self.filters.model_dump(), **source.filters})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"sources[{source.label}].filters: {problems}") from None
 
     def input_paths(self) -> dict[str, Path]:
         import glob

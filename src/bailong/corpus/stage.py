@@ -83,9 +83,12 @@ def run(cfg: CorpusConfig) -> StageResult:
         count = Counter()
         for key, value in total.items():
             count[key.split("|", 1)[1]] += value
-        drops = {k.split("|", 1)[1][8:]: v for k, v in total.items() if "|dropped:" in k}
+        drops = Counter()
+        for key, value in total.items():
+            if "|dropped:" in key:
+                drops[key.split("|dropped:", 1)[1]] += value
         raise BailongError(f"corpus is empty: no document kept from {', '.join(s.path for s in cfg.sources)} "
-                           f"({count['read']} read, {count['unreadable']} unreadable; drops: {drops})") from None
+                           f"({count['read']} read, {count['unreadable']} unreadable; drops: {dict(drops)})") from None
     if len(list(tally.glob("mix-*.json"))) != cfg.executor.tasks:
         raise BailongError(f"corpus: not every final task finished (see {work / 'logs' / 'final'}); run again to resume")
     per_source = accounting(cfg, tally)

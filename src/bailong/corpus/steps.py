@@ -86,13 +86,13 @@ class Clean(_Tallying):
 
     def __init__(self, cfg: CorpusConfig, tally_dir: Path, rejected_dir: Path | None):
         super().__init__(tally_dir, "clean")
-        self.filters: Filters = cfg.filters
+        self.filters: dict[str, Filters] = {s.label: cfg.filters_for(s) for s in cfg.sources}
         self.convert = {s.label: s.convert for s in cfg.sources}
         self.rejected_dir = str(rejected_dir) if rejected_dir else None
 
     def verdict(self, text: str, source: str, counts: Counter) -> tuple[str, str | None]:
         """(cleaned text, None to keep or the reason to drop)."""
-        f = self.filters
+        f = self.filters[source]
         text = filters.normalize(text)
         if f.boilerplate:
             text, removed = filters.strip_boilerplate(text)
