@@ -93,3 +93,11 @@ def test_chat_streams_replies_and_handles_reset(tiny_embedded, tmp_path):
                          input="你好\n/reset\n再見\n/quit\n", capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("> ") == 4  # a prompt for each line typed
+
+
+def test_run_resume_adds_no_stage(tmp_path, zh_corpus):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": {"corpus": {"sources": [{"path": str(zh_corpus)}]}}}))
+    out = bailong("run", str(path), "--resume")
+    assert out.returncode == 0, out.stderr
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.is_dir()] == ["corpus"]

@@ -60,12 +60,15 @@ _SET_HELP = "Override a config key: KEY=VALUE (nested: lora.r=16). Repeatable; v
 @click.option("--set", "overrides", multiple=True, metavar="STAGE.KEY=VALUE", help="Override a recipe key, e.g. pretrain.train.max_steps=5 or run_dir=runs/x. Repeatable.")
 @click.option("--only", multiple=True, type=click.Choice(["corpus", "vocab", "embed", "pretrain", "sft", "bench"]), help="Run only these stages (the others must have run). Repeatable.")
 @click.option("--force", is_flag=True, help="Rerun stages even when their manifest says they are up to date.")
-def run_cmd(recipe: Path, overrides: tuple[str, ...], only: tuple[str, ...], force: bool) -> None:
+@click.option("--resume", is_flag=True, help="Training stages continue from their newest checkpoint (pretrain/sft train.resume=true).")
+def run_cmd(recipe: Path, overrides: tuple[str, ...], only: tuple[str, ...], force: bool, resume: bool) -> None:
     """Run the stages of RECIPE (YAML) in order, skipping those already done with the same inputs."""
     from bailong.report import write_report
     from bailong.runner import load_recipe, run_recipe
 
     r = load_recipe(recipe, list(overrides))
+    if resume:  # only the training stages the recipe has: an override must not add a stage
+        r = load_recipe(recipe, [*overrides, *(f"{s}.train.resume=true" for s in TRAINING_STAGES if s in r.stages)])
     manifests = run_recipe(r, list(only) or None, force=force)
     report = write_report(r.run_dir, manifests)
     click.echo(f"report: {report}")
@@ -151,8 +154,23 @@ def _stage_group(name: str) -> click.Group:
 
     command, epilog = _config_command(name, f"Run the {name} stage (writes a manifest; skipped when up to date).", run_action)
     command = click.option("--force", is_flag=True, help="Rerun even when the manifest in the output folder matches.")(command)
+    if name in TRAINING_STAGES:
+        command = _with_resume(command)
     group.add_command(click.command("run", epilog=epilog)(command))
     return group
+
+
+TRAINING_STAGES = ("pretrain", "sft")
+_RESUME_HELP = "Continue from the newest checkpoint in OUT/checkpoints (same as --set train.resume=true; see train.save_every)."
+
+
+def _with_resume(command):
+    @click.option("--resume", is_flag=True, help=_RESUME_HELP)
+    @functools.wraps(command)
+    def wrapper(resume, **kwargs):
+        return command(config_options={"train.resume": "true" if resume else None}, **kwargs)
+
+    return wrapper
 
 
 stage_groups = {name: _stage_group(name) for name in STAGE_HELP}

@@ -7,9 +7,10 @@ per problem, so the CLI can print it without a traceback.
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -26,10 +27,24 @@ class StageConfig(BaseModel):
     """Base of every stage config: frozen, no unknown keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: Dotted keys that do not change what the stage writes (how it runs, logs or checkpoints): left out of
+    #: the fingerprint, so changing one neither reruns a finished stage nor wipes a failed one's checkpoints.
+    bookkeeping: ClassVar[tuple[str, ...]] = ()
 
     def input_paths(self) -> dict[str, Path]:
         """Files and folders this stage reads; the runner hashes them to decide on reruns."""
         return {}
+
+    def fingerprint_config(self) -> dict:
+        """The config as JSON, without out_dir and the bookkeeping keys."""
+        data = json.loads(self.model_dump_json(exclude={"out_dir"}))
+        for key in self.bookkeeping:
+            *parents, leaf = key.split(".")
+            node = data
+            for part in parents:
+                node = node.get(part) or {}
+            node.pop(leaf, None)
+        return data
 
 
 @dataclass

@@ -111,7 +111,7 @@ def _fingerprint(name: str, cfg: StageConfig, upstream: dict[str, str]) -> tuple
             inputs[key] = content_hash(Path(path))
         else:
             raise BailongError(f"{name}: input {key} '{path}' does not exist")
-    config = {k: v for k, v in _jsonable(cfg).items() if k != "out_dir"}
+    config = cfg.fingerprint_config()
     blob = json.dumps({"config": config, "inputs": inputs}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16], inputs
 

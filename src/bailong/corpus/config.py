@@ -97,6 +97,9 @@ class Executor(_Section):
 class CorpusConfig(StageConfig):
     """Read, clean, convert, filter, deduplicate (exact, MinHash, semantic), mix and shard a zh-TW corpus."""
 
+    # The output depends on executor.tasks, not on where or how many at once the tasks run.
+    bookkeeping = ("executor.kind", "executor.workers", "executor.options", "keep_work")
+
     sources: list[Source] = Field(min_length=1, description="where documents come from")
     out_dir: Path = Field(description="output folder")
     filters: Filters = Field(default_factory=Filters, description="cleaning and quality filters")

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 def _prepare_work(cfg: CorpusConfig) -> Path:
     """work/ survives a crash so completed tasks are skipped; a different config starts it afresh."""
     work = cfg.out_dir / "work"
-    fingerprint = cfg.model_dump_json(exclude={"out_dir", "keep_work"})
+    fingerprint = json.dumps(cfg.fingerprint_config(), sort_keys=True)
     marker = work / "config.json"
     if work.exists() and (not marker.exists() or marker.read_text() != fingerprint):
         shutil.rmtree(work)

@@ -42,10 +42,16 @@ class TrainSettings(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     seed: int = Field(0, description="data order and LoRA init")
     log_every: int = Field(5, gt=0, description="print the loss every N steps")
+    save_every: int = Field(0, ge=0, description="write a checkpoint every N steps (0: none); kill -9 then loses at most N steps")
+    keep_checkpoints: int = Field(2, gt=0, description="checkpoints kept (the newest)")
+    resume: bool = Field(False, description="continue from the newest checkpoint in out_dir/checkpoints: same data order, "
+                         "optimizer, scheduler and RNG state as the uninterrupted run")
 
 
 class PretrainConfig(StageConfig):
     """QLoRA continued pretraining on the corpus with the extended tokenizer; writes a merged model."""
+
+    bookkeeping = ("train.resume", "train.log_every", "train.save_every", "train.keep_checkpoints")
 
     model: Path | None = Field(None, description="model folder to train (the embed stage's model/)")
     corpus: Path | None = Field(None, description="training text: the corpus stage's train.jsonl")

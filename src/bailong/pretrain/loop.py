@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Iterator
 
 import torch
 from tqdm import tqdm
 
+from bailong.pretrain import checkpoint
 from bailong.pretrain.config import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,14 @@ def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str) -> list[dict]:
-    """Run `cfg.max_steps` optimizer steps over `batches`; return the log (step, loss, lr, tokens, seconds)."""
+def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpoint_dir: Path | None = None,
+          fingerprint: str = "") -> list[dict]:
+    """Run `cfg.max_steps` optimizer steps over `batches`; return the log (step, loss, lr, tokens, seconds).
+
+    With `checkpoint_dir`, a checkpoint is written every `cfg.save_every` steps, and `cfg.resume`
+    continues from the newest one: the batches already consumed are skipped, so the run sees the
+    data in the same order as an uninterrupted one.
+    """
     device = next(p for p in model.parameters() if p.requires_grad).device
     embedding, other = [], []
     for name, p in model.named_parameters():
@@ -39,8 +47,18 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str) -> list
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, cfg.warmup_steps, cfg.max_steps))
     model.train()
-    history, start = [], time.perf_counter()
-    bar = tqdm(range(cfg.max_steps), desc=desc, unit=" steps")
+    first, history = 0, []
+    if cfg.resume and checkpoint_dir is not None:
+        found = checkpoint.latest(checkpoint_dir)
+        if found is None:
+            log.warning("%s: resume asked, but %s holds no checkpoint: starting at step 0", desc, checkpoint_dir)
+        else:
+            first, history = checkpoint.load(found, model, opt, sched, fingerprint)
+            for _ in range(first * cfg.grad_accum):
+                next(batches)
+            log.info("%s: resumed from %s", desc, found)
+    start = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
+    bar = tqdm(range(first, cfg.max_steps), desc=desc, unit=" steps", initial=first, total=cfg.max_steps)
     for step in bar:
         loss_sum, tokens = 0.0, 0
         for _ in range(cfg.grad_accum):
@@ -58,6 +76,8 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str) -> list
         bar.set_postfix(loss=f"{loss_sum:.3f}")
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
             log.info("%s step %d/%d loss %.4f", desc, step + 1, cfg.max_steps, loss_sum)
+        if checkpoint_dir is not None and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
+            checkpoint.save(checkpoint_dir, step + 1, model, opt, sched, history, fingerprint, cfg.keep_checkpoints)
     return history
 
 

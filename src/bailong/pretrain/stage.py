@@ -6,6 +6,7 @@ Writes ``adapter/`` (PEFT), ``model/`` (merged; AutoModelForCausalLM loads it), 
 
 from __future__ import annotations
 
+import json
 import logging
 
 from bailong.config import BailongError, StageResult
@@ -19,6 +20,17 @@ from bailong.pretrain.model import load_for_training
 log = logging.getLogger(__name__)
 
 
+def training_fingerprint(cfg) -> str:
+    """What a checkpoint must match to be resumed: inputs' content and every setting that shapes training."""
+    import hashlib
+
+    from bailong.io import content_hash
+
+    settings = {k: v for k, v in cfg.fingerprint_config().items() if k not in ("eval_corpus", "eval_chars")}
+    inputs = {k: content_hash(v) for k, v in cfg.input_paths().items() if k != "eval_corpus"}
+    return hashlib.sha256(json.dumps([settings, inputs], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def run(cfg: PretrainConfig) -> StageResult:
     if cfg.model is None or cfg.corpus is None:
         raise BailongError("pretrain: 'model' and 'corpus' are required")
@@ -28,7 +40,8 @@ def run(cfg: PretrainConfig) -> StageResult:
         raise BailongError(f"pretrain: block_size {cfg.block_size} exceeds the model's max_position_embeddings {max_pos}")
     t = cfg.train
     blocks = pack_blocks(cfg.corpus, tok, cfg.block_size, max_blocks=t.max_steps * t.batch_size * t.grad_accum)
-    history = train(model, block_batches(blocks, t.batch_size, t.seed), t, desc="pretrain")
+    history = train(model, block_batches(blocks, t.batch_size, t.seed), t, desc="pretrain",
+                    checkpoint_dir=cfg.out_dir / "checkpoints", fingerprint=training_fingerprint(cfg))
 
     stats = {"blocks": len(blocks), **finish_training(model, tok, cfg.model, cfg.out_dir, history, share, "continued pretraining",
                                                       cfg.eval_corpus, cfg.eval_chars)}

@@ -11,6 +11,8 @@ from bailong.pretrain.config import LoraSettings, TrainSettings
 class SftConfig(StageConfig):
     """Multi-turn chat fine-tuning with the loss on every assistant turn and nothing else."""
 
+    bookkeeping = ("train.resume", "train.log_every", "train.save_every", "train.keep_checkpoints")
+
     model: Path | None = Field(None, description="model folder to tune (the pretrain stage's model/)")
     data: str = Field("builtin:demo-chat", description="OpenAI `messages` JSONL, or builtin:demo-chat (zh-TW dialogues written for bailong)")
     eval_corpus: Path | None = Field(None, description="held-out JSONL for bits/char after tuning")

@@ -13,6 +13,7 @@ from bailong.io import write_json
 from bailong.pretrain.export import artifacts, finish_training
 from bailong.pretrain.loop import train
 from bailong.pretrain.model import load_for_training
+from bailong.pretrain.stage import training_fingerprint
 from bailong.sft.config import SftConfig
 from bailong.sft.data import chat_batches, encode, read_dialogues, resolve_data, set_chat_template
 
@@ -35,7 +36,8 @@ def run(cfg: SftConfig) -> StageResult:
         ex, cut = encode(d, tok, cfg.max_length)
         truncated += cut
         examples.append(ex)
-    history = train(model, chat_batches(examples, cfg.train.batch_size, tok.pad_token_id or 0, cfg.train.seed), cfg.train, desc="sft")
+    history = train(model, chat_batches(examples, cfg.train.batch_size, tok.pad_token_id or 0, cfg.train.seed), cfg.train, desc="sft",
+                    checkpoint_dir=cfg.out_dir / "checkpoints", fingerprint=training_fingerprint(cfg))
 
     stats = {
         "chat_template": template,
