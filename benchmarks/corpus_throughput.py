@@ -6,7 +6,7 @@ Input: ../shared/data/corpus (statutes text, laws JSONL.gz, CAF JSONL, moztw sen
 ../shared/data/english. 4x is four copies of every file under different names: the same documents
 four times, so the dedup stages do real work and memory must stay flat as input grows. MB are the
 UTF-8 bytes of the documents' text as read (compressed files count decompressed). Each run is a
-fresh process; peak RSS is that process's (and, with workers > 1, its largest child's).
+fresh process; peak RSS is that process's own (with workers > 1, worker processes are not included).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).parent))
+from _child import run_child  # noqa: E402
 
 SOURCES = [  # (file or glob under ../shared/data, source keys)
     ("corpus/tw_statutes_zh.txt", {"name": "statutes"}),
@@ -58,13 +58,8 @@ def _inputs(folder: Path, scale: int) -> list[dict]:
 def _run(sources: list[dict], out: Path, workers: int) -> dict:
     cfg = {"sources": sources, "out_dir": str(out), "heldout_fraction": 0.001, "output_format": "jsonl.zst",
            "executor": {"tasks": max(workers, 1) * 2, "workers": workers}}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True, env=os.environ | {"TQDM_DISABLE": "1"})
-    if proc.returncode:
-        sys.exit(proc.stderr[-3000:])
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["peak_rss_gb"] = max(peak_kb, before) / 1e6
+    result, peak = run_child([sys.executable, "-c", CHILD, json.dumps(cfg)], env=os.environ | {"TQDM_DISABLE": "1"})
+    result["peak_rss_gb"] = peak
     return result
 
 

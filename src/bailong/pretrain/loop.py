@@ -63,10 +63,13 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
         loss_sum, tokens = 0.0, 0
         for _ in range(cfg.grad_accum):
             batch = {k: v.to(device) for k, v in next(batches).items()}
-            loss = model(**batch).loss / cfg.grad_accum
+            loss = model(**batch, use_cache=False).loss / cfg.grad_accum  # no KV cache in training
             loss.backward()
             loss_sum += loss.item()
             tokens += int((batch["labels"] != -100).sum())
+            # Drop the graph now: autograd Functions that keep tensors on ctx (bitsandbytes' 4-bit matmul)
+            # would otherwise hold this micro-batch's activations through the next forward (measured: +1.4 GB).
+            del loss
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
