@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import hashlib
 import io
 import json
@@ -50,6 +52,20 @@ def write_jsonl(path: Path, rows) -> Path:
     return Path(path)
 
 
+def open_binary(path: Path):
+    """A byte stream, decompressed by extension (.gz, .zst, .bz2)."""
+    raw = open(path, "rb")
+    if path.suffix == ".gz":
+        return gzip.open(raw)
+    if path.suffix == ".zst":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+    if path.suffix == ".bz2":
+        return bz2.open(raw)
+    return raw
+
+
 def read_jsonl(path: Path) -> Iterator[dict]:
     """Rows of a JSONL file, or of every shard in a folder (.jsonl, .jsonl.gz, .jsonl.zst, .parquet) in name order."""
     path = Path(path)
@@ -64,8 +80,6 @@ def read_jsonl(path: Path) -> Iterator[dict]:
             yield from batch.to_pylist()
         return
     if path.suffix in (".gz", ".zst"):
-        from bailong.corpus.readers import open_binary
-
         with open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
             yield from (json.loads(line) for line in f if line.strip())
         return

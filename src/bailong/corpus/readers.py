@@ -8,9 +8,7 @@ whole (except plain text split per file).
 
 from __future__ import annotations
 
-import bz2
 import glob
-import gzip
 import io
 import json
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from typing import Iterator
 
 from bailong.config import BailongError
 from bailong.corpus.config import Source
+from bailong.io import open_binary
 
 MAX_LINE_BYTES = 8 << 20  # a "line" over 8 MiB is a broken file, not a document: reported and skipped
 
@@ -66,20 +65,6 @@ def detect_format(path: Path) -> str:
         if name.endswith((suffix, suffix + ".gz", suffix + ".zst", suffix + ".bz2")):
             return fmt
     return "text"
-
-
-def open_binary(path: Path):
-    """A byte stream, decompressed by extension (.gz, .zst, .bz2)."""
-    raw = open(path, "rb")
-    if path.suffix == ".gz":
-        return gzip.open(raw)
-    if path.suffix == ".zst":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-    if path.suffix == ".bz2":
-        return bz2.open(raw)
-    return raw
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes | None]]:

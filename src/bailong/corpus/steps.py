@@ -106,9 +106,11 @@ class Clean(_Tallying):
             counts[f"{source}|converted"] += 1
             if len(simplified_chars(text)) > f.max_simplified_ratio * han:
                 return text, "simplified_script"
-        for verdict in (filters.length(text, f.min_chars, f.max_chars), filters.han_ratio(text, f.min_han_ratio),
-                        filters.duplicate_lines(text, f.max_dup_line_fraction, f.max_dup_line_char_fraction),
-                        filters.ngram_repetition(text, f.max_top_ngram_fraction, f.max_dup_ngram_fraction)):
+        checks = (lambda: filters.length(text, f.min_chars, f.max_chars), lambda: filters.han_ratio(text, f.min_han_ratio),
+                  lambda: filters.duplicate_lines(text, f.max_dup_line_fraction, f.max_dup_line_char_fraction),
+                  lambda: filters.ngram_repetition(text, f.max_top_ngram_fraction, f.max_dup_ngram_fraction))
+        for check in checks:  # cheapest first, and lazily: a too-short document never pays for the n-gram statistics
+            verdict = check()
             if verdict is not True:
                 return text, verdict[1]
         return text, None

@@ -11,7 +11,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterator
 
-from bailong.corpus.readers import Doc, Problem, open_binary
+from bailong.corpus.readers import Doc, Problem
+from bailong.io import open_binary
 
 # Wikilinks to files and categories carry no prose; references and tables are mostly markup.
 _DROP_LINK = re.compile(r"^(file|image|category|檔案|文件|图像|圖像|分類|分类):", re.IGNORECASE)
