@@ -20,14 +20,15 @@ def test_demo_end_to_end(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
 
     report = (run_dir / "report.md").read_text(encoding="utf-8")
-    for heading in ("## Corpus", "## Vocabulary", "## Bits per character (held-out)", "## pretrain", "## sft", "### Sample generations"):
+    for heading in ("## Corpus", "## Vocabulary", "## Bits per character (held-out)", "## pretrain", "## sft", "## preference",
+                    "### Sample generations"):
         assert heading in report
     assert (run_dir / "bpc.png").stat().st_size > 0
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(run_dir / "sft" / "model")
-    tok = AutoTokenizer.from_pretrained(run_dir / "sft" / "model")
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "preference" / "model")
+    tok = AutoTokenizer.from_pretrained(run_dir / "preference" / "model")
     enc = tok.apply_chat_template([{"role": "user", "content": "請介紹臺北。"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = model.generate(**enc, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > enc["input_ids"].shape[1]
@@ -36,4 +37,4 @@ def test_demo_end_to_end(tmp_path):
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stderr.count("up to date") == 6
+    assert second.stderr.count("up to date") == 7

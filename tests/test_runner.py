@@ -1,6 +1,7 @@
 """The recipe runner end to end on a tiny random model: every stage, then skips and partial reruns."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,6 +22,7 @@ def recipe_file(tmp_path_factory, tiny_base, zh_corpus):
             "embed": {"eval_chars": 300},
             "pretrain": {"block_size": 64, "eval_chars": 300, "train": {"max_steps": 2, "batch_size": 2}},
             "sft": {"max_length": 128, "eval_chars": 300, "train": {"max_steps": 2, "batch_size": 2}},
+            "preference": {"max_length": 512, "eval_chars": 300, "train": {"max_steps": 2, "batch_size": 2}},
             "bench": {"question_ids": [104, 113], "max_new_tokens": 8, "eval_chars": 300},
         },
     }
@@ -45,7 +47,7 @@ def _forbid(monkeypatch, names):
 
 def test_every_stage_ran_and_recorded_a_manifest(first_run):
     recipe, manifests = first_run
-    assert list(manifests) == ["corpus", "vocab", "embed", "pretrain", "sft", "bench"]
+    assert list(manifests) == ["corpus", "vocab", "embed", "pretrain", "sft", "preference", "bench"]
     for name, manifest in manifests.items():
         on_disk = json.loads((recipe.run_dir / name / "manifest.json").read_text())
         assert on_disk["status"] == "done" and on_disk["fingerprint"] == manifest["fingerprint"]
@@ -58,7 +60,8 @@ def test_final_model_loads_with_auto_classes_and_generates(first_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _, manifests = first_run
-    folder = manifests["sft"]["artifacts"]["model"]
+    folder = manifests["preference"]["artifacts"]["model"]
+    assert manifests["bench"]["config"]["model"] == str(folder)  # bench scores the last tuned model
     model = AutoModelForCausalLM.from_pretrained(folder)
     tok = AutoTokenizer.from_pretrained(folder)
     enc = tok.apply_chat_template([{"role": "user", "content": "你好"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
@@ -80,7 +83,7 @@ def test_changed_stage_reruns_it_and_what_follows(first_run, recipe_file, monkey
     _forbid(monkeypatch, ["corpus", "vocab", "embed"])
     recipe = load_recipe(recipe_file, ["pretrain.train.max_steps=3"])
     again = run_recipe(recipe)
-    assert [again[k]["fingerprint"] == manifests[k]["fingerprint"] for k in again] == [True, True, True, False, False, False]
+    assert [again[k]["fingerprint"] == manifests[k]["fingerprint"] for k in again] == [True, True, True, False, False, False, False]
     assert len((recipe.run_dir / "pretrain" / "history.jsonl").read_text().splitlines()) == 3
 
 
@@ -104,7 +107,24 @@ def test_report_summarizes_every_stage(first_run):
 
     recipe, manifests = first_run
     report = write_report(recipe.run_dir, manifests).read_text(encoding="utf-8")
-    for heading in ("## Corpus", "## Vocabulary", "## Bits per character (held-out)", "## pretrain", "## sft", "## Bench"):
+    for heading in ("## Corpus", "## Vocabulary", "## Bits per character (held-out)", "## pretrain", "## sft", "## preference", "## Bench"):
         assert heading in report
     assert "| after zip-tie init |" in report
     assert (recipe.run_dir / "bpc.png").stat().st_size > 0
+
+
+def test_paper_recipe_and_accelerate_configs_are_valid():
+    """The GPU recipe cannot run here, but every key of it must parse, and accelerate must read its configs."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from bailong.runner import build_stage_config
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = load_recipe(repo / "recipes" / "llama2-7b-zh-tw.yaml")
+    configs = {name: build_stage_config(name, raw, recipe, {})[0] for name, raw in recipe.stages.items()}
+    assert configs["pretrain"].block_size == 2048 and configs["vocab"].new_tokens == 27241
+    launcher = configs["pretrain"].train.launcher
+    config_file = repo / launcher[launcher.index("--config_file") + 1]
+    assert load_config_from_file(str(config_file)).distributed_type.value == "MULTI_GPU"
+    for path in sorted((repo / "configs" / "accelerate").glob("*.yaml")):
+        assert load_config_from_file(str(path)).distributed_type.value == "MULTI_GPU", path

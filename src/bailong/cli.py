@@ -21,6 +21,7 @@ STAGE_HELP = {
     "embed": "Resize the model for the new tokenizer and initialize new rows (zip-tie, mean, random).",
     "pretrain": "QLoRA continued pretraining with new embedding rows trained; merged export.",
     "sft": "Multi-turn chat fine-tuning with loss on assistant turns only; merged export.",
+    "preference": "Preference tuning (ORPO or DPO through TRL) on chosen/rejected answers; merged export.",
     "bench": "Answer Bailong-bench questions, apply the Traditional Chinese gates, measure bits/char.",
 }
 
@@ -58,7 +59,7 @@ _SET_HELP = "Override a config key: KEY=VALUE (nested: lora.r=16). Repeatable; v
 @cli.command("run")
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="STAGE.KEY=VALUE", help="Override a recipe key, e.g. pretrain.train.max_steps=5 or run_dir=runs/x. Repeatable.")
-@click.option("--only", multiple=True, type=click.Choice(["corpus", "vocab", "embed", "pretrain", "sft", "bench"]), help="Run only these stages (the others must have run). Repeatable.")
+@click.option("--only", multiple=True, type=click.Choice(list(STAGE_HELP)), help="Run only these stages (the others must have run). Repeatable.")
 @click.option("--force", is_flag=True, help="Rerun stages even when their manifest says they are up to date.")
 @click.option("--resume", is_flag=True, help="Training stages continue from their newest checkpoint (pretrain/sft train.resume=true).")
 def run_cmd(recipe: Path, overrides: tuple[str, ...], only: tuple[str, ...], force: bool, resume: bool) -> None:
@@ -102,7 +103,8 @@ def demo_cmd(run_dir: Path, corpus_path: Path | None, overrides: tuple[str, ...]
     manifests = run_recipe(recipe, force=force)
     report = write_report(recipe.run_dir, manifests)
     click.echo(f"report: {report}")
-    click.echo(f"model:  {manifests['sft']['artifacts']['model']}")
+    final = next(name for name in ("preference", "sft") if name in manifests)
+    click.echo(f"model:  {manifests[final]['artifacts']['model']}")
 
 
 def _config_from(name: str, config: Path | None, out_dir: Path | None, overrides: tuple[str, ...], cls=None):
@@ -160,7 +162,7 @@ def _stage_group(name: str) -> click.Group:
     return group
 
 
-TRAINING_STAGES = ("pretrain", "sft")
+TRAINING_STAGES = ("pretrain", "sft", "preference")
 _RESUME_HELP = "Continue from the newest checkpoint in OUT/checkpoints (same as --set train.resume=true; see train.save_every)."
 
 

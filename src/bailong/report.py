@@ -18,6 +18,8 @@ def _bpc_rows(manifests: dict[str, dict]) -> list[tuple[str, dict]]:
         rows.append(("after continued pretraining", s("pretrain")["after"]))
     if "sft" in manifests:
         rows.append(("after chat fine-tuning", s("sft")["after"]))
+    if "preference" in manifests:
+        rows.append((f"after {s('preference')['method'].upper()} preference tuning", s("preference")["after"]))
     return rows
 
 
@@ -69,12 +71,13 @@ def write_report(run_dir: Path, manifests: dict[str, dict]) -> Path:
         lines += ["", "## Bits per character (held-out)", "", "| model | zh-TW | English |", "| --- | --- | --- |"]
         lines += [f"| {label} | {r.get('bpc_zh', '')} | {r.get('bpc_en', '')} |" for label, r in rows]
         lines += ["", "![bits per character](bpc.png)"]
-    for stage in ("pretrain", "sft"):
+    for stage in ("pretrain", "sft", "preference"):
         if stage in manifests:
             t = s(stage)
+            final = "".join(f"; final {k} {v}" for k, v in t.get("final", {}).items() if k.startswith("rewards/"))
             lines += ["", f"## {stage}", "",
                       f"trainable share {t['trainable_share']:.2%}; loss {t['loss_first']} -> {t['loss_last']} "
-                      f"in {t['seconds']} s.", "", f"![{stage} loss]({stage}/loss.png)"]
+                      f"in {t['seconds']} s{final}.", "", f"![{stage} loss]({stage}/loss.png)"]
     if "bench" in manifests:
         b = s("bench")
         lines += ["", "## Bench", "", f"{b['questions']} questions, decoding {b['decoding']}; gates: {b['gate']}."]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from bailong import bench, corpus, embed, pretrain, sft, vocab
+from bailong import bench, corpus, embed, preference, pretrain, sft, vocab
 from bailong.config import BailongError, ConfigError, StageConfig, StageResult, parse_config, unknown_keys
 from bailong.io import content_hash, write_json
 
@@ -46,6 +46,7 @@ STAGES: dict[str, Stage] = {
         Stage(name="embed", config=embed.EmbedConfig, run=embed.run),
         Stage(name="pretrain", config=pretrain.PretrainConfig, run=pretrain.run),
         Stage(name="sft", config=sft.SftConfig, run=sft.run),
+        Stage(name="preference", config=preference.PreferenceConfig, run=preference.run),
         Stage(name="bench", config=bench.BenchConfig, run=bench.run),
     )
 }
@@ -57,7 +58,9 @@ WIRING: dict[str, dict[str, list[tuple[str, str]]]] = {
               "fit_corpus": [("corpus", "train")]},
     "pretrain": {"model": [("embed", "model")], "corpus": [("corpus", "train")], "eval_corpus": [("corpus", "heldout")]},
     "sft": {"model": [("pretrain", "model"), ("embed", "model")], "eval_corpus": [("corpus", "heldout")]},
-    "bench": {"model": [("sft", "model"), ("pretrain", "model"), ("embed", "model")], "eval_corpus": [("corpus", "heldout")]},
+    "preference": {"model": [("sft", "model"), ("pretrain", "model")], "eval_corpus": [("corpus", "heldout")]},
+    "bench": {"model": [("preference", "model"), ("sft", "model"), ("pretrain", "model"), ("embed", "model")],
+              "eval_corpus": [("corpus", "heldout")]},
 }
 _PACKAGES = ("bailong", "torch", "transformers", "peft", "bitsandbytes", "tokenizers", "opencc")
 

@@ -87,6 +87,11 @@ def to_traditional(text: str, profile: str = "s2twp") -> str:
     return _converter(profile).convert(text)
 
 
+def to_simplified(text: str) -> str:
+    """zh-TW text as mainland Simplified Chinese (OpenCC tw2sp: characters and phrases)."""
+    return _converter("tw2sp").convert(text)
+
+
 def detect_language(text: str) -> str:
     """'zh', 'en' or 'unknown' by Han characters vs Latin words: enough to catch a wrong-language answer."""
     han = han_count(text)

@@ -22,8 +22,8 @@ def tok(tiny_embedded):
 
 
 def test_labels_are_exactly_the_assistant_turns(tok):
-    ex, truncated = encode(DIALOGUE, tok, max_length=4096)
-    assert not truncated
+    ex, length = encode(DIALOGUE, tok, max_length=4096)
+    assert length == len(ex["input_ids"])
     spans, current = [], []
     for t, label in zip(ex["input_ids"], ex["labels"]):
         if label == -100:
@@ -46,8 +46,8 @@ def test_template_matches_generation_prompt(tok):
 
 
 def test_truncation_is_reported(tok):
-    ex, truncated = encode(DIALOGUE, tok, max_length=10)
-    assert truncated and len(ex["input_ids"]) == 10
+    ex, length = encode(DIALOGUE, tok, max_length=10)
+    assert length > 10 and len(ex["input_ids"]) == 10
 
 
 @pytest.mark.parametrize("messages,reason", [
@@ -66,7 +66,7 @@ def test_bad_lines_are_counted_with_file_and_line(tmp_path):
     path.write_text("\n".join([json.dumps({"messages": DIALOGUE}, ensure_ascii=False), "{oops",
                                json.dumps({"messages": DIALOGUE[1:2]})]) + "\n", encoding="utf-8")
     dialogues, problems = read_dialogues(path)
-    assert len(dialogues) == 1
+    assert dialogues == [(f"{path}:1", DIALOGUE)]
     assert problems == [f"{path}:2: malformed JSON (Expecting property name enclosed in double quotes)",
                         f"{path}:3: does not end with an assistant turn"]
 
@@ -75,7 +75,8 @@ def test_builtin_demo_chat_is_valid_and_multi_turn():
     from bailong.sft.data import resolve_data
     from bailong.zh import simplified_chars
 
-    dialogues, problems = read_dialogues(resolve_data("builtin:demo-chat"))
+    rows, problems = read_dialogues(resolve_data("builtin:demo-chat"))
+    dialogues = [d for _, d in rows]
     assert problems == [] and len(dialogues) >= 100
     assert sum(sum(m["role"] == "user" for m in d) for d in dialogues) / len(dialogues) >= 3
     assert not [m["content"] for d in dialogues for m in d if simplified_chars(m["content"])]
@@ -102,3 +103,38 @@ def test_llama2_template_labels_every_answer(shared_data, tmp_path):
         elif t is not None:
             current.append(t)
     assert [s.strip() for s in spans] == ["不行，捷運付費區內禁止飲食。 </s>", "喝水也不可以，請出站後再喝。 </s>"]
+
+
+def test_chat_batches_split_one_global_batch_across_processes():
+    import torch
+
+    from bailong.sft.data import chat_batches
+
+    examples = [{"input_ids": [i] * (i + 1), "labels": [i] * (i + 1)} for i in range(6)]
+    whole = next(chat_batches(examples, batch_size=4, pad_id=0, seed=1))
+    parts = [next(chat_batches(examples, batch_size=2, pad_id=0, seed=1, rank=r, world_size=2)) for r in (0, 1)]
+    # each process pads to its own longest row; unpadded, the rows are the 1-process batch's rows
+    rows = [ids[mask.bool()].tolist() for p in parts for ids, mask in zip(p["input_ids"], p["attention_mask"])]
+    assert rows == [ids[mask.bool()].tolist() for ids, mask in zip(whole["input_ids"], whole["attention_mask"])]
+    assert all(isinstance(p["input_ids"], torch.Tensor) for p in parts)
+
+
+def test_sharegpt_and_alpaca_rows_become_the_same_dialogues(tmp_path):
+    sharegpt = {"system": DIALOGUE[0]["content"], "conversations": [
+        {"from": "human", "value": DIALOGUE[1]["content"]}, {"from": "gpt", "value": DIALOGUE[2]["content"]},
+        {"from": "human", "value": DIALOGUE[3]["content"]}, {"from": "gpt", "value": DIALOGUE[4]["content"]}]}
+    alpaca = {"instruction": "把這句翻成英文。", "input": "捷運上不能吃東西。", "output": "No eating on the MRT."}
+    bad = [{"conversations": [{"from": "robot", "value": "嗨"}]}, {"instruction": "只有指令", "output": ""}, {"text": "沒有對話"}]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [sharegpt, alpaca, *bad]) + "\n", encoding="utf-8")
+    dialogues, problems = read_dialogues(path)
+    assert [d for _, d in dialogues] == [DIALOGUE, [
+        {"role": "user", "content": "把這句翻成英文。\n\n捷運上不能吃東西。"}, {"role": "assistant", "content": "No eating on the MRT."}]]
+    assert problems == [f"{path}:3: unknown role 'robot'", f"{path}:4: empty content in message 2",
+                        f"{path}:5: no messages, conversations (ShareGPT) or instruction/output (Alpaca) field"]
+
+
+def test_shared_drcd_multiturn_set_reads_cleanly(shared_data):
+    dialogues, problems = read_dialogues(shared_data / "sft" / "drcd_dev_multiturn_qa.jsonl")
+    assert problems == [] and len(dialogues) > 100
+    assert all(sum(m["role"] == "user" for m in d) >= 2 for _, d in dialogues)

@@ -25,14 +25,20 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().contiguous().cpu() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save(folder: Path, step: int, model, opt, sched, history: list[dict], fingerprint: str, keep: int) -> Path:
+def rng_state() -> dict:
+    """This process's random state (dropout masks depend on it)."""
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def save(folder: Path, step: int, model, opt, sched, history: list[dict], fingerprint: str, keep: int,
+         rng_states: list[dict]) -> Path:
+    """Write checkpoint-<step>; `rng_states` holds one entry per process (the optimizer state is replicated)."""
     target = folder / f"checkpoint-{step}"
     with atomic_path(target) as tmp:
         tmp.mkdir(parents=True)
         save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
-        rng = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng}, tmp / "state.pt")
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_states}, tmp / "state.pt")
         (tmp / "meta.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint, "history": history}))
     for old in sorted(checkpoints(folder), key=_step)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -52,8 +58,8 @@ def latest(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load(path: Path, model, opt, sched, fingerprint: str) -> tuple[int, list[dict]]:
-    """Restore model rows/adapters, optimizer, scheduler and RNG from `path`; return (step, history)."""
+def load(path: Path, model, opt, sched, fingerprint: str, rank: int = 0, world_size: int = 1) -> tuple[int, list[dict]]:
+    """Restore model rows/adapters, optimizer, scheduler and process `rank`'s RNG from `path`; return (step, history)."""
     meta = json.loads((path / "meta.json").read_text())
     if meta["fingerprint"] != fingerprint:
         raise BailongError(f"{path} was written by a different training setup (model, data or settings changed); "
@@ -69,9 +75,12 @@ def load(path: Path, model, opt, sched, fingerprint: str) -> tuple[int, list[dic
     state = torch.load(path / "state.pt", weights_only=True)
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    if len(state["rng"]) != world_size:
+        raise BailongError(f"{path} was written by {len(state['rng'])} processes, this run has {world_size}")
+    rng = state["rng"][rank]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
     py = random.getstate()
-    random.setstate((py[0], tuple(state["rng"]["python"]), py[2]))
+    random.setstate((py[0], tuple(rng["python"]), py[2]))
     return meta["step"], meta["history"]

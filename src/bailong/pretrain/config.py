@@ -13,8 +13,12 @@ class LoraSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    quantization: Literal["nf4", "none"] = Field(
-        "nf4", description="nf4: QLoRA (4-bit NF4 base, double quantization, bitsandbytes); none: plain LoRA"
+    quantization: Literal["nf4", "int8", "none"] = Field(
+        "nf4", description="nf4: QLoRA (4-bit NF4 base, double quantization, bitsandbytes); int8: 8-bit base (LLM.int8); "
+        "none: plain LoRA on a 16/32-bit base"
+    )
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="dtype of the unquantized weights and of the 4-bit matmuls (auto: bfloat16 on GPU, float32 on CPU)"
     )
     r: int = Field(8, gt=0, description="LoRA rank")
     alpha: int = Field(16, gt=0, description="LoRA alpha (scale = alpha / r)")
@@ -44,14 +48,24 @@ class TrainSettings(BaseModel):
     log_every: int = Field(5, gt=0, description="print the loss every N steps")
     save_every: int = Field(0, ge=0, description="write a checkpoint every N steps (0: none); kill -9 then loses at most N steps")
     keep_checkpoints: int = Field(2, gt=0, description="checkpoints kept (the newest)")
+    eval_every: int = Field(0, ge=0, description="score held-out bits/char (eval_corpus, eval_chars) every N steps (0: only after training)")
+    tensorboard: bool = Field(True, description="write TensorBoard logs (loss, lr, held-out bits/char) to out_dir/tensorboard")
+    launcher: list[str] | None = Field(
+        None, description="run training in several processes through this launcher, which must accept '-m module args': "
+        "[accelerate, launch, --config_file, configs/accelerate/ddp.yaml] (DDP over the GPUs) "
+        "or [torchrun, --standalone, --nproc_per_node, '2'] (CPU processes over gloo). batch_size is per process")
     resume: bool = Field(False, description="continue from the newest checkpoint in out_dir/checkpoints: same data order, "
                          "optimizer, scheduler and RNG state as the uninterrupted run")
+
+
+# Settings that change how a run is watched or saved, never what it computes (left out of fingerprints).
+TRAIN_BOOKKEEPING = ("train.resume", "train.log_every", "train.save_every", "train.keep_checkpoints", "train.tensorboard")
 
 
 class PretrainConfig(StageConfig):
     """QLoRA continued pretraining on the corpus with the extended tokenizer; writes a merged model."""
 
-    bookkeeping = ("train.resume", "train.log_every", "train.save_every", "train.keep_checkpoints")
+    bookkeeping = (*TRAIN_BOOKKEEPING, "token_cache")
 
     model: Path | None = Field(None, description="model folder to train (the embed stage's model/)")
     corpus: Path | None = Field(None, description="training text: the corpus stage's train.jsonl")
@@ -59,6 +73,10 @@ class PretrainConfig(StageConfig):
     out_dir: Path = Field(description="output folder")
     block_size: int = Field(256, gt=8, description="tokens per packed training sequence (documents joined with EOS)")
     eval_chars: int = Field(5_000, gt=0, description="characters of held-out text scored after training")
+    cross_document_attention: bool = Field(
+        False, description="let tokens attend to the previous documents packed in their block (off: position ids restart "
+        "after each EOS, so attention stays within a document)")
+    token_cache: Path | None = Field(None, description="where the tokenized corpus is cached (default: ~/.cache/bailong/tokens)")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="adapter settings")
     train: TrainSettings = Field(default_factory=TrainSettings, description="optimization settings")
 

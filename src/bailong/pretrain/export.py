@@ -30,7 +30,7 @@ def finish_training(peft_model, tokenizer, base_dir: Path, out: Path, history: l
     zh = read_texts(eval_corpus, eval_chars) if eval_corpus else []
     return {
         "trainable_share": round(share, 5),
-        "tokens_trained": sum(h["tokens"] for h in history),
+        "tokens_trained": sum(h["tokens"] for h in history) if all("tokens" in h for h in history) else None,
         "loss_first": history[0]["loss"],
         "loss_last": history[-1]["loss"],
         "seconds": history[-1]["seconds"],

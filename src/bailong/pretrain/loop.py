@@ -1,16 +1,19 @@
-"""The training loop, written out: AdamW, warmup + cosine, gradient accumulation. Shared with sft."""
+"""The training loop, written out: AdamW, warmup + cosine, gradient accumulation, accelerate for several processes. Shared with sft."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
+from accelerate.utils import gather_object
 from tqdm import tqdm
 
+from bailong.config import BailongError
 from bailong.pretrain import checkpoint
 from bailong.pretrain.config import TrainSettings
 
@@ -28,15 +31,22 @@ def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpoint_dir: Path | None = None,
-          fingerprint: str = "") -> list[dict]:
-    """Run `cfg.max_steps` optimizer steps over `batches`; return the log (step, loss, lr, tokens, seconds).
+def make_accelerator():
+    """The process's Accelerator: one CPU/GPU process, or one of many under torchrun/accelerate launch (DDP)."""
+    from accelerate import Accelerator
 
-    With `checkpoint_dir`, a checkpoint is written every `cfg.save_every` steps, and `cfg.resume`
-    continues from the newest one: the batches already consumed are skipped, so the run sees the
-    data in the same order as an uninterrupted one.
-    """
-    device = next(p for p in model.parameters() if p.requires_grad).device
+    # No autocast: the model computes in lora.compute_dtype. Saying so makes accelerate refuse a process state
+    # another trainer left in bf16, instead of silently autocasting our steps.
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
+    if acc.distributed_type.value in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+        # Sharded parameters or optimizer states would need sharded checkpoints and a gathered export.
+        raise BailongError(f"{acc.distributed_type.value} is not supported yet: checkpoints and the merged export expect "
+                           "whole replicas per process; launch with configs/accelerate/ddp.yaml")
+    return acc
+
+
+def make_optimizer(model, cfg: TrainSettings):
+    """(AdamW, warmup + cosine LambdaLR) over the trainable parameters, embeddings at `cfg.embedding_lr`."""
     embedding, other = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -45,7 +55,26 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
     if embedding:
         groups.append({"params": embedding, "lr": cfg.embedding_lr or cfg.lr})
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, cfg.warmup_steps, cfg.max_steps))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, cfg.warmup_steps, cfg.max_steps))
+
+
+def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpoint_dir: Path | None = None,
+          fingerprint: str = "", evaluate: Callable | None = None, log_dir: Path | None = None,
+          accelerator=None) -> list[dict]:
+    """Run `cfg.max_steps` optimizer steps over `batches` (this process's micro-batches); return the log.
+
+    Each log entry has step, loss, lr, tokens (summed over processes) and seconds, plus the result of
+    `evaluate(model)` every `cfg.eval_every` steps (run on the main process). With `checkpoint_dir`,
+    a checkpoint is written every `cfg.save_every` steps and `cfg.resume` continues from the newest
+    one: the batches already consumed are skipped, so the data order is the uninterrupted run's.
+    Under several processes (DDP through accelerate) gradients are averaged across them, and
+    synchronized only on the last micro-batch of each step.
+    """
+    acc = accelerator or make_accelerator()
+    opt, sched = make_optimizer(model, cfg)
+    # The scheduler stays outside accelerate: ours counts optimizer steps, accelerate's would step once per process.
+    inner = model
+    model, opt = acc.prepare(model, opt)
     model.train()
     first, history = 0, []
     if cfg.resume and checkpoint_dir is not None:
@@ -53,18 +82,21 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
         if found is None:
             log.warning("%s: resume asked, but %s holds no checkpoint: starting at step 0", desc, checkpoint_dir)
         else:
-            first, history = checkpoint.load(found, model, opt, sched, fingerprint)
+            first, history = checkpoint.load(found, inner, opt, sched, fingerprint, acc.process_index, acc.num_processes)
             for _ in range(first * cfg.grad_accum):
                 next(batches)
             log.info("%s: resumed from %s", desc, found)
+    writer = _tensorboard(log_dir, first) if log_dir is not None and acc.is_main_process else None
     start = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
-    bar = tqdm(range(first, cfg.max_steps), desc=desc, unit=" steps", initial=first, total=cfg.max_steps)
+    bar = tqdm(range(first, cfg.max_steps), desc=desc, unit=" steps", initial=first, total=cfg.max_steps,
+               disable=not acc.is_local_main_process)
     for step in bar:
         loss_sum, tokens = 0.0, 0
-        for _ in range(cfg.grad_accum):
-            batch = {k: v.to(device) for k, v in next(batches).items()}
-            loss = model(**batch, use_cache=False).loss / cfg.grad_accum  # no KV cache in training
-            loss.backward()
+        for micro in range(cfg.grad_accum):
+            batch = {k: v.to(acc.device) for k, v in next(batches).items()}
+            with contextlib.nullcontext() if micro == cfg.grad_accum - 1 else acc.no_sync(model):
+                loss = model(**batch, use_cache=False).loss / cfg.grad_accum  # no KV cache in training
+                acc.backward(loss)
             loss_sum += loss.item()
             tokens += int((batch["labels"] != -100).sum())
             # Drop the graph now: autograd Functions that keep tensors on ctx (bitsandbytes' 4-bit matmul)
@@ -73,27 +105,85 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        if not math.isfinite(loss_sum):
+            raise BailongError(f"{desc}: the loss is not finite at step {step + 1} (learning rate too high?); "
+                               "the last checkpoint, if any, is intact")
+        if acc.num_processes > 1:
+            total = acc.reduce(torch.tensor([loss_sum, tokens], dtype=torch.float64, device=acc.device), "sum")
+            loss_sum, tokens = total[0].item() / acc.num_processes, int(total[1].item())
         entry = {"step": step + 1, "loss": round(loss_sum, 4), "lr": sched.get_last_lr()[0], "tokens": tokens,
                  "seconds": round(time.perf_counter() - start, 2)}
+        if evaluate is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            if acc.is_main_process:
+                with _evaluation(inner):
+                    entry.update(evaluate(inner))
+            acc.wait_for_everyone()
         history.append(entry)
         bar.set_postfix(loss=f"{loss_sum:.3f}")
+        if writer is not None:
+            for key, value in entry.items():
+                if key not in ("step", "seconds"):
+                    writer.add_scalar(f"{desc}/{key}", value, step + 1)
+            writer.flush()
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
             log.info("%s step %d/%d loss %.4f", desc, step + 1, cfg.max_steps, loss_sum)
         if checkpoint_dir is not None and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-            checkpoint.save(checkpoint_dir, step + 1, model, opt, sched, history, fingerprint, cfg.keep_checkpoints)
+            rng = gather_object([checkpoint.rng_state()]) if acc.num_processes > 1 else [checkpoint.rng_state()]
+            if acc.is_main_process:
+                checkpoint.save(checkpoint_dir, step + 1, inner, opt, sched, history, fingerprint, cfg.keep_checkpoints, rng)
+            acc.wait_for_everyone()
+    if writer is not None:
+        writer.close()
     return history
 
 
+@contextlib.contextmanager
+def _evaluation(model):
+    """Eval mode for a mid-training score, then back to training exactly as before.
+
+    bitsandbytes repacks 4-bit weights for its AVX512-BF16 CPU kernel on the first eval-mode forward
+    and keeps them so; training forwards then run a kernel with no backward, and gradients to earlier
+    layers silently vanish. The repacking is switched off while we score.
+    """
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        Linear4bit = ()
+    flagged = [m for m in model.modules() if isinstance(m, Linear4bit) and getattr(m, "support_avx512bf16_for_cpu", False)]
+    for m in flagged:
+        m.support_avx512bf16_for_cpu = False
+    try:
+        yield
+    finally:
+        for m in flagged:
+            m.support_avx512bf16_for_cpu = True
+        model.train()
+
+
+def _tensorboard(log_dir: Path, first_step: int):
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops events a killed run logged after its last checkpoint, so a resumed curve has no doubles.
+    return SummaryWriter(str(log_dir), purge_step=first_step + 1 if first_step else None)
+
+
 def plot_loss(history: list[dict], path, title: str) -> None:
+    """Training loss per step, with held-out zh bits/char on a second axis when train.eval_every logged it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".", label="training loss")
     ax.set(xlabel="step", ylabel="training loss (nats/token)", title=title)
     ax.grid(alpha=0.3)
+    scored = [h for h in history if "bpc_zh" in h]
+    if scored:
+        right = ax.twinx()
+        right.plot([h["step"] for h in scored], [h["bpc_zh"] for h in scored], color="tab:red", marker="o",
+                   label="held-out zh bits/char")
+        right.set_ylabel("held-out zh bits/char", color="tab:red")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

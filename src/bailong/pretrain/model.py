@@ -22,8 +22,14 @@ def new_token_ids(model_dir: Path) -> list[int]:
     return json.loads(meta.read_text())["new_token_ids"] if meta.exists() else []
 
 
-def load_for_training(model_dir: Path, lora: LoraSettings, seed: int):
-    """(peft_model, tokenizer, trainable_share) ready for training.
+def compute_dtype(lora: LoraSettings, cuda: bool) -> torch.dtype:
+    if lora.compute_dtype == "auto":
+        return torch.bfloat16 if cuda else torch.float32
+    return getattr(torch, lora.compute_dtype)
+
+
+def load_for_training(model_dir: Path, lora: LoraSettings, seed: int, device: torch.device | None = None):
+    """(peft_model, tokenizer, trainable_share) ready for training on `device` (default: cuda:0 or cpu).
 
     QLoRA: the base is quantized to NF4 on load (embeddings and lm_head stay in full precision, as
     bitsandbytes leaves them), then LoRA goes on every linear layer and, with embeddings='new-rows',
@@ -33,25 +39,24 @@ def load_for_training(model_dir: Path, lora: LoraSettings, seed: int):
     from transformers import BitsAndBytesConfig
 
     torch.manual_seed(seed)
-    cuda = torch.cuda.is_available()
+    device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    dtype = compute_dtype(lora, device.type == "cuda")
     kwargs = {}
     if lora.quantization == "nf4":
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype,
         )
-        kwargs["device_map"] = {"": 0} if cuda else "cpu"
-    model = load_model(model_dir, dtype=torch.bfloat16 if cuda else torch.float32, **kwargs)
-    if not cuda and lora.quantization == "none":
-        model = model.to("cpu")
-    elif cuda and lora.quantization == "none":
-        model = model.to("cuda")
+    elif lora.quantization == "int8":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    if lora.quantization != "none":
+        kwargs["device_map"] = {"": str(device)}
+    model = load_model(model_dir, dtype=dtype, **kwargs)
+    if lora.quantization == "none":
+        model = model.to(device)
     tok = load_tokenizer(model_dir)
     if model.get_input_embeddings().weight.shape[0] < len(tok):
         raise BailongError(f"{model_dir}: tokenizer has {len(tok)} tokens but the model only {model.get_input_embeddings().weight.shape[0]} rows")
-    if lora.quantization == "nf4":
+    if lora.quantization != "none":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=lora.gradient_checkpointing)
     elif lora.gradient_checkpointing:
         model.gradient_checkpointing_enable()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -71,7 +71,7 @@ def validate(messages) -> str | None:
     """None if `messages` is a trainable dialogue, else the reason it is not."""
     if not isinstance(messages, list) or not messages:
         return "no messages"
-    turns = messages[1:] if messages[0].get("role") == "system" else messages
+    turns = messages[1:] if isinstance(messages[0], dict) and messages[0].get("role") == "system" else messages
     for i, m in enumerate(turns):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
             return f"unknown role {m.get('role') if isinstance(m, dict) else m!r}"
@@ -84,9 +84,9 @@ def validate(messages) -> str | None:
     return None
 
 
-def read_dialogues(path: Path) -> tuple[list[list[dict]], list[str]]:
-    """(dialogues, problems as 'file:line: reason')."""
-    dialogues, problems = [], []
+def read_rows(path: Path, convert: Callable[[object], tuple[object, str | None]]) -> tuple[list[tuple[str, object]], list[str]]:
+    """([('file:line', item)], problems as 'file:line: reason') of a JSONL file; `convert(row)` -> (item, None) or (None, reason)."""
+    items, problems = [], []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -96,28 +96,70 @@ def read_dialogues(path: Path) -> tuple[list[list[dict]], list[str]]:
             except json.JSONDecodeError as exc:
                 problems.append(f"{path}:{lineno}: malformed JSON ({exc.msg})")
                 continue
-            messages = row.get("messages") if isinstance(row, dict) else None
-            reason = validate(messages)
+            item, reason = convert(row)
             if reason:
                 problems.append(f"{path}:{lineno}: {reason}")
             else:
-                dialogues.append([{"role": m["role"], "content": m["content"]} for m in messages])
-    return dialogues, problems
+                items.append((f"{path}:{lineno}", item))
+    return items, problems
 
 
-def encode(dialogue: list[dict], tokenizer, max_length: int) -> tuple[dict, bool]:
-    """input_ids and labels (-100 outside assistant turns), truncated to max_length; (example, truncated)."""
+# ShareGPT speaker names (from) -> chat roles.
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bard": "assistant", "bing": "assistant"}
+
+
+def to_messages(row) -> tuple[list[dict] | None, str | None]:
+    """A dialogue from one JSONL row in any of the common formats, or the reason it is not one.
+
+    OpenAI ``messages`` (role/content), ShareGPT ``conversations`` (from/value, optional ``system``)
+    and Alpaca ``instruction``/``input``/``output`` (optional ``system``) are recognized per row.
+    """
+    if not isinstance(row, dict):
+        return None, "not a JSON object"
+    if "messages" in row:
+        messages = row["messages"]
+    elif "conversations" in row:
+        turns = row["conversations"]
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            return None, "conversations is not a list of {from, value} turns"
+        unknown = next((t.get("from") for t in turns if t.get("from") not in SHAREGPT_ROLES), None)
+        if unknown is not None or any("from" not in t for t in turns):
+            return None, f"unknown role {unknown!r}"
+        messages = [{"role": SHAREGPT_ROLES[t["from"]], "content": t.get("value")} for t in turns]
+    elif "instruction" in row and "output" in row:
+        if not all(isinstance(row.get(k, ""), str) for k in ("instruction", "input", "output")):
+            return None, "instruction, input and output must be strings"
+        prompt = row["instruction"] + (f"\n\n{row['input']}" if row.get("input", "").strip() else "")
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
+    else:
+        return None, "no messages, conversations (ShareGPT) or instruction/output (Alpaca) field"
+    if isinstance(row.get("system"), str) and row["system"].strip() and not (messages and messages[0].get("role") == "system"):
+        messages = [{"role": "system", "content": row["system"]}, *messages]
+    reason = validate(messages)
+    if reason:
+        return None, reason
+    return [{"role": m["role"], "content": m["content"]} for m in messages], None
+
+
+def read_dialogues(path: Path) -> tuple[list[tuple[str, list[dict]]], list[str]]:
+    """([('file:line', dialogue)], problems as 'file:line: reason') of a JSONL file of messages, ShareGPT or Alpaca rows."""
+    return read_rows(path, to_messages)
+
+
+def encode(dialogue: list[dict], tokenizer, max_length: int) -> tuple[dict, int]:
+    """(input_ids and labels (-100 outside assistant turns) truncated to max_length, the untruncated length)."""
     enc = tokenizer.apply_chat_template(dialogue, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = enc["input_ids"], enc["assistant_masks"]
     labels = [t if m else -100 for t, m in zip(ids, mask)]
-    truncated = len(ids) > max_length
-    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}, truncated
+    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}, len(ids)
 
 
-def chat_batches(examples: list[dict], batch_size: int, pad_id: int, seed: int) -> Iterator[dict]:
-    """Endless shuffled, right-padded batches with attention masks."""
-    for indices in shuffled_batches(len(examples), batch_size, seed):
-        take = [examples[i] for i in indices]
+def chat_batches(examples: list[dict], batch_size: int, pad_id: int, seed: int, rank: int = 0,
+                 world_size: int = 1) -> Iterator[dict]:
+    """Endless shuffled, right-padded batches with attention masks: process `rank`'s slice of each global batch."""
+    for indices in shuffled_batches(len(examples), batch_size * world_size, seed):
+        take = [examples[i] for i in indices[rank * batch_size:(rank + 1) * batch_size]]
         width = max(len(e["input_ids"]) for e in take)
         ids = torch.full((len(take), width), pad_id)
         labels = torch.full((len(take), width), -100)

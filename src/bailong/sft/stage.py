@@ -11,9 +11,10 @@ import logging
 from bailong.config import BailongError, StageResult
 from bailong.io import write_json
 from bailong.pretrain.export import artifacts, finish_training
-from bailong.pretrain.loop import train
+from bailong.pretrain.launch import launched, relaunch
+from bailong.pretrain.loop import make_accelerator, train
 from bailong.pretrain.model import load_for_training
-from bailong.pretrain.stage import training_fingerprint
+from bailong.pretrain.stage import held_out_scorer, training_fingerprint
 from bailong.sft.config import SftConfig
 from bailong.sft.data import chat_batches, encode, read_dialogues, resolve_data, set_chat_template
 
@@ -29,23 +30,44 @@ def run(cfg: SftConfig) -> StageResult:
         log.warning("sft: skipped %s", p)
     if not dialogues:
         raise BailongError(f"sft: no valid dialogue in {path} ({len(problems)} skipped)")
-    model, tok, share = load_for_training(cfg.model, cfg.lora, cfg.train.seed)
+    if cfg.train.launcher and not launched():
+        return StageResult(artifacts(cfg.out_dir), relaunch("sft", cfg))
+    acc = make_accelerator()
+    model, tok, share = load_for_training(cfg.model, cfg.lora, cfg.train.seed, acc.device)
     template = set_chat_template(tok)
-    examples, truncated = [], 0
-    for d in dialogues:
-        ex, cut = encode(d, tok, cfg.max_length)
-        truncated += cut
+    examples, lengths, truncated = [], [], []
+    for where, dialogue in dialogues:
+        ex, length = encode(dialogue, tok, cfg.max_length)
+        lengths.append(length)
+        if length > cfg.max_length and cfg.too_long == "drop":
+            problems.append(f"{where}: {length} tokens, longer than max_length {cfg.max_length}: dropped")
+            continue
+        if length > cfg.max_length:
+            truncated.append(f"{where}: {length} tokens, truncated to max_length {cfg.max_length}")
         examples.append(ex)
-    history = train(model, chat_batches(examples, cfg.train.batch_size, tok.pad_token_id or 0, cfg.train.seed), cfg.train, desc="sft",
-                    checkpoint_dir=cfg.out_dir / "checkpoints", fingerprint=training_fingerprint(cfg))
+    for p in truncated[:20]:
+        log.warning("sft: %s", p)
+    if not examples:
+        raise BailongError(f"sft: every dialogue in {path} is longer than max_length {cfg.max_length}")
+    t = cfg.train
+    batches = chat_batches(examples, t.batch_size, tok.pad_token_id or 0, t.seed, acc.process_index, acc.num_processes)
+    history = train(model, batches, t, desc="sft", checkpoint_dir=cfg.out_dir / "checkpoints", fingerprint=training_fingerprint(cfg),
+                    evaluate=held_out_scorer(tok, cfg.eval_corpus, cfg.eval_chars),
+                    log_dir=cfg.out_dir / "tensorboard" if t.tensorboard else None, accelerator=acc)
+    if not acc.is_main_process:  # the main process exports and scores
+        return StageResult({}, {})
 
     stats = {
         "chat_template": template,
-        "dialogues": len(dialogues),
+        "dialogues": len(examples),
         "skipped": len(problems),
         "skipped_examples": problems[:20],
-        "truncated": truncated,
-        "user_turns_mean": round(sum(sum(m["role"] == "user" for m in d) for d in dialogues) / len(dialogues), 2),
+        "truncated": len(truncated),
+        "truncated_examples": truncated[:20],
+        "user_turns_mean": round(sum(sum(m["role"] == "user" for m in d) for _, d in dialogues) / len(dialogues), 2),
+        "tokens_mean": round(sum(lengths) / len(lengths), 1),
+        "tokens_max": max(lengths),
+        "processes": acc.num_processes,
         **finish_training(model, tok, cfg.model, cfg.out_dir, history, share, "chat fine-tuning (assistant tokens)",
                           cfg.eval_corpus, cfg.eval_chars),
     }

@@ -1,0 +1,20 @@
+import json
+
+import pytest
+
+from bailong.sft import SftConfig, run
+
+SHORT = [{"role": "user", "content": "你好嗎？"}, {"role": "assistant", "content": "我很好，謝謝。"}]
+LONG = [{"role": "user", "content": "請說一個很長的故事。"}, {"role": "assistant", "content": "從前從前，" * 80}]
+
+
+@pytest.mark.parametrize("too_long", ["truncate", "drop"])
+def test_a_dialogue_over_max_length_is_listed_by_file_and_line(tiny_embedded, tmp_path, too_long):
+    data = tmp_path / "chat.jsonl"
+    data.write_text("\n".join(json.dumps({"messages": d}, ensure_ascii=False) for d in (SHORT, SHORT, LONG)) + "\n", encoding="utf-8")
+    stats = run(SftConfig(model=tiny_embedded, data=str(data), out_dir=tmp_path / "out", max_length=64, too_long=too_long,
+                          train={"max_steps": 2, "batch_size": 2})).stats
+    listed = stats["truncated_examples"] if too_long == "truncate" else stats["skipped_examples"]
+    assert len(listed) == 1 and listed[0].startswith(f"{data}:3: ") and "max_length 64" in listed[0]
+    assert stats["dialogues"] == (3 if too_long == "truncate" else 2)
+    assert stats["tokens_max"] > 64 and stats["processes"] == 1
