@@ -29,7 +29,11 @@ def test_demo_end_to_end(tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(run_dir / "preference" / "model")
     tok = AutoTokenizer.from_pretrained(run_dir / "preference" / "model")
-    enc = tok.apply_chat_template([{"role": "user", "content": "請介紹臺北。"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    # multi-turn: the model answers the second question with the first exchange in its context
+    dialogue = [{"role": "user", "content": "請介紹臺北。"}, {"role": "assistant", "content": "臺北是臺灣的首都。"},
+                {"role": "user", "content": "那裡有什麼好吃的？"}]
+    enc = tok.apply_chat_template(dialogue, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    assert tok.decode(enc["input_ids"][0]).count("<|im_start|>user") == 2
     out = model.generate(**enc, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > enc["input_ids"].shape[1]
     assert len(tok) == 49152 + 3000

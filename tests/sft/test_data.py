@@ -138,3 +138,43 @@ def test_shared_drcd_multiturn_set_reads_cleanly(shared_data):
     dialogues, problems = read_dialogues(shared_data / "sft" / "drcd_dev_multiturn_qa.jsonl")
     assert problems == [] and len(dialogues) > 100
     assert all(sum(m["role"] == "user" for m in d) >= 2 for _, d in dialogues)
+
+
+def test_pack_dialogues_best_fit_keeps_every_token_with_restarting_positions():
+    from bailong.sft.data import pack_dialogues
+
+    examples = [{"input_ids": [n] * n, "labels": [-100] + [n] * (n - 1)} for n in (1, 4, 5, 3, 2)]
+    rows = pack_dialogues(examples, max_length=6)
+    assert [r["input_ids"] for r in rows] == [[5] * 5 + [1], [4] * 4 + [2] * 2, [3] * 3]
+    assert [r["position_ids"] for r in rows] == [[0, 1, 2, 3, 4, 0], [0, 1, 2, 3, 0, 1], [0, 1, 2]]
+    assert rows[1]["labels"] == [-100, 4, 4, 4, -100, 2]
+
+
+def test_packed_dialogues_do_not_attend_to_each_other(tok, tiny_embedded):
+    import torch
+
+    from bailong.models import load_model
+    from bailong.sft.data import collate, pack_dialogues
+
+    model = load_model(tiny_embedded).eval()
+    a, _ = encode(DIALOGUE, tok, max_length=4096)
+    b, _ = encode(DIALOGUE[1:3], tok, max_length=4096)
+    (row,) = pack_dialogues([a, b], max_length=4096)
+    packed = collate([row], pad_id=0)
+    assert "attention_mask" not in packed
+    with torch.no_grad():  # use_cache=False as in training: transformers skips packed detection with a KV cache
+        together = model(**{k: v for k, v in packed.items() if k != "labels"}, use_cache=False).logits[0]
+        alone = [model(input_ids=torch.tensor([e["input_ids"]]), use_cache=False).logits[0] for e in (a, b)]
+    assert torch.allclose(together, torch.cat(alone), atol=1e-5)
+    assert packed["labels"][0].tolist() == a["labels"] + b["labels"]
+
+
+def test_a_base_template_with_generation_markers_is_kept(tiny_embedded):
+    from bailong.sft.data import CHATML_TEMPLATE
+
+    tok = load_tokenizer(tiny_embedded)
+    own = CHATML_TEMPLATE.replace("'<|im_start|>assistant\\n'", "'<|im_start|>助理\\n'")
+    tok.chat_template = own
+    assert set_chat_template(tok) == "base" and tok.chat_template == own
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"  # no markers: replaced
+    assert set_chat_template(tok) == "chatml" and tok.chat_template == CHATML_TEMPLATE

@@ -18,3 +18,17 @@ def test_a_dialogue_over_max_length_is_listed_by_file_and_line(tiny_embedded, tm
     assert len(listed) == 1 and listed[0].startswith(f"{data}:3: ") and "max_length 64" in listed[0]
     assert stats["dialogues"] == (3 if too_long == "truncate" else 2)
     assert stats["tokens_max"] > 64 and stats["processes"] == 1
+
+
+def test_packing_and_held_out_eval_loss(tiny_embedded, tmp_path):
+    data = tmp_path / "chat.jsonl"
+    rows = [[{"role": "user", "content": f"第{i}題：你好嗎？"}, {"role": "assistant", "content": "我很好，謝謝。" * (1 + i % 3)}]
+            for i in range(20)]
+    data.write_text("\n".join(json.dumps({"messages": d}, ensure_ascii=False) for d in rows) + "\n", encoding="utf-8")
+    stats = run(SftConfig(model=tiny_embedded, data=str(data), out_dir=tmp_path / "out", max_length=256, packing=True, eval_fraction=0.1,
+                          train={"max_steps": 3, "batch_size": 2, "lr": 1e-2, "warmup_steps": 1, "eval_every": 3})).stats
+    assert stats["held_out_dialogues"] == round(0.1 * stats["dialogues"])
+    assert stats["rows"] < stats["dialogues"] - stats["held_out_dialogues"]  # several dialogues per row
+    assert stats["eval_loss_after"] < stats["eval_loss_before"]
+    history = [json.loads(line) for line in (tmp_path / "out" / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["eval_loss"] == stats["eval_loss_after"]

@@ -115,7 +115,7 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
                  "seconds": round(time.perf_counter() - start, 2)}
         if evaluate is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             if acc.is_main_process:
-                with _evaluation(inner):
+                with evaluation(inner):
                     entry.update(evaluate(inner))
             acc.wait_for_everyone()
         history.append(entry)
@@ -138,7 +138,7 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
 
 
 @contextlib.contextmanager
-def _evaluation(model):
+def evaluation(model):
     """Eval mode for a mid-training score, then back to training exactly as before.
 
     bitsandbytes repacks 4-bit weights for its AVX512-BF16 CPU kernel on the first eval-mode forward
@@ -152,6 +152,7 @@ def _evaluation(model):
     flagged = [m for m in model.modules() if isinstance(m, Linear4bit) and getattr(m, "support_avx512bf16_for_cpu", False)]
     for m in flagged:
         m.support_avx512bf16_for_cpu = False
+    model.eval()  # no dropout
     try:
         yield
     finally:

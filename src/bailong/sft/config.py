@@ -24,6 +24,10 @@ class SftConfig(StageConfig):
     too_long: Literal["truncate", "drop"] = Field("truncate", description="dialogues longer than max_length: truncate "
                                                   "(later turns lose their loss) or drop; either way listed as file:line in stats.json")
     eval_chars: int = Field(5_000, gt=0, description="characters of held-out text scored after tuning")
+    eval_fraction: float = Field(0.05, ge=0, lt=1, description="share of dialogues held out (fixed by train.seed) for the "
+                                 "assistant-token eval loss, before and after tuning and every train.eval_every steps")
+    packing: bool = Field(False, description="pack several dialogues into each max_length row (position ids restart per "
+                          "dialogue, so attention stays inside it): fewer padding tokens, more dialogues per step")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="adapter settings")
     train: TrainSettings = Field(default_factory=lambda: TrainSettings(max_steps=10), description="optimization settings")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,11 +43,16 @@ LLAMA2_TEMPLATE = (
 
 
 def set_chat_template(tokenizer) -> str:
-    """Install a chat template with generation markers; return its name.
+    """Install a chat template with generation markers unless the tokenizer has one; return its name.
 
-    ChatML when the tokenizer has <|im_start|>/<|im_end|> (SmolLM2, Qwen), else Llama 2's [INST]
-    format when it has BOS and EOS tokens (Llama 2, Mistral).
+    A template the tokenizer already carries is kept when it marks the assistant's text with
+    ``{% generation %}`` (the exact assistant-only loss needs the markers): "base". Otherwise ChatML
+    when the tokenizer has <|im_start|>/<|im_end|> (SmolLM2, Qwen), else Llama 2's [INST] format
+    when it has BOS and EOS tokens (Llama 2, Mistral).
     """
+    current = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    if re.search(r"{%-?\s*generation\s*-?%}", current) and current not in (CHATML_TEMPLATE, LLAMA2_TEMPLATE):
+        return "base"
     vocab = tokenizer.get_vocab()
     if "<|im_start|>" in vocab and "<|im_end|>" in vocab:
         tokenizer.chat_template = CHATML_TEMPLATE
@@ -155,18 +162,65 @@ def encode(dialogue: list[dict], tokenizer, max_length: int) -> tuple[dict, int]
     return {"input_ids": ids[:max_length], "labels": labels[:max_length]}, len(ids)
 
 
+def pack_dialogues(examples: list[dict], max_length: int) -> list[dict]:
+    """Encoded dialogues packed into rows of at most `max_length` tokens (best fit, longest first).
+
+    Each row carries position ids that restart at every dialogue, which transformers reads as packed
+    sequences and masks attention across (as in pretraining), so a dialogue never sees its row-mates.
+    """
+    rows: list[dict] = []
+    space: list[tuple[int, int]] = []  # (free tokens, row index), sorted
+    for i in sorted(range(len(examples)), key=lambda i: (-len(examples[i]["input_ids"]), i)):
+        ex, n = examples[i], len(examples[i]["input_ids"])
+        at = bisect.bisect_left(space, (n, -1))
+        if at == len(space):
+            rows.append({"input_ids": [], "labels": [], "position_ids": []})
+            free, r = max_length, len(rows) - 1
+        else:
+            free, r = space.pop(at)
+        rows[r]["input_ids"] += ex["input_ids"]
+        rows[r]["labels"] += ex["labels"]
+        rows[r]["position_ids"] += range(n)
+        bisect.insort(space, (free - n, r))
+    return rows
+
+
+def collate(take: list[dict], pad_id: int) -> dict:
+    """Right-padded tensors: with an attention mask, or for packed rows with position ids (padding is a sequence of its own)."""
+    width = max(len(e["input_ids"]) for e in take)
+    ids = torch.full((len(take), width), pad_id)
+    labels = torch.full((len(take), width), -100)
+    attn = torch.zeros((len(take), width), dtype=torch.long)
+    pos = torch.zeros((len(take), width), dtype=torch.long)
+    for row, e in enumerate(take):
+        n = len(e["input_ids"])
+        ids[row, :n] = torch.tensor(e["input_ids"])
+        labels[row, :n] = torch.tensor(e["labels"])
+        attn[row, :n] = 1
+        if "position_ids" in e:
+            pos[row, :n] = torch.tensor(e["position_ids"])
+            pos[row, n:] = torch.arange(width - n)
+    if "position_ids" in take[0]:
+        return {"input_ids": ids, "labels": labels, "position_ids": pos}
+    return {"input_ids": ids, "labels": labels, "attention_mask": attn}
+
+
 def chat_batches(examples: list[dict], batch_size: int, pad_id: int, seed: int, rank: int = 0,
                  world_size: int = 1) -> Iterator[dict]:
-    """Endless shuffled, right-padded batches with attention masks: process `rank`'s slice of each global batch."""
+    """Endless shuffled, right-padded batches (see `collate`): process `rank`'s slice of each global batch."""
     for indices in shuffled_batches(len(examples), batch_size * world_size, seed):
-        take = [examples[i] for i in indices[rank * batch_size:(rank + 1) * batch_size]]
-        width = max(len(e["input_ids"]) for e in take)
-        ids = torch.full((len(take), width), pad_id)
-        labels = torch.full((len(take), width), -100)
-        attn = torch.zeros((len(take), width), dtype=torch.long)
-        for row, e in enumerate(take):
-            n = len(e["input_ids"])
-            ids[row, :n] = torch.tensor(e["input_ids"])
-            labels[row, :n] = torch.tensor(e["labels"])
-            attn[row, :n] = 1
-        yield {"input_ids": ids, "labels": labels, "attention_mask": attn}
+        yield collate([examples[i] for i in indices[rank * batch_size:(rank + 1) * batch_size]], pad_id)
+
+
+@torch.no_grad()
+def assistant_loss(model, examples: list[dict], pad_id: int, batch_size: int = 8) -> float:
+    """Mean negative log-likelihood (nats) per assistant token of `examples`: the held-out SFT loss."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        batch = {k: v.to(device) for k, v in collate(examples[i:i + batch_size], pad_id).items()}
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        if n:
+            total += model(**batch, use_cache=False).loss.item() * n
+            count += n
+    return round(total / count, 4) if count else float("nan")

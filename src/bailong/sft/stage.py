@@ -7,18 +7,29 @@ Writes ``adapter/``, ``model/`` (merged, with the chat template in the tokenizer
 from __future__ import annotations
 
 import logging
+import random
 
 from bailong.config import BailongError, StageResult
 from bailong.io import write_json
 from bailong.pretrain.export import artifacts, finish_training
 from bailong.pretrain.launch import launched, relaunch
-from bailong.pretrain.loop import make_accelerator, train
+from bailong.pretrain.loop import evaluation, make_accelerator, train
 from bailong.pretrain.model import load_for_training
 from bailong.pretrain.stage import held_out_scorer, training_fingerprint
 from bailong.sft.config import SftConfig
-from bailong.sft.data import chat_batches, encode, read_dialogues, resolve_data, set_chat_template
+from bailong.sft.data import (assistant_loss, chat_batches, encode, pack_dialogues, read_dialogues, resolve_data,
+                              set_chat_template)
 
 log = logging.getLogger(__name__)
+
+
+def split_held_out(examples: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(train, held out): a share of the examples drawn with `seed`, at least one when fraction > 0 and there are two."""
+    k = min(len(examples) - 1, max(1, round(fraction * len(examples)))) if fraction > 0 else 0
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:k])
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
 
 
 def run(cfg: SftConfig) -> StageResult:
@@ -50,12 +61,23 @@ def run(cfg: SftConfig) -> StageResult:
     if not examples:
         raise BailongError(f"sft: every dialogue in {path} is longer than max_length {cfg.max_length}")
     t = cfg.train
-    batches = chat_batches(examples, t.batch_size, tok.pad_token_id or 0, t.seed, acc.process_index, acc.num_processes)
+    train_set, held_out = split_held_out(examples, cfg.eval_fraction, t.seed)
+    rows = pack_dialogues(train_set, cfg.max_length) if cfg.packing else train_set
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    scorer = held_out_scorer(tok, cfg.eval_corpus, cfg.eval_chars)
+
+    def evaluate(m) -> dict:
+        return {**(scorer(m) if scorer else {}), **({"eval_loss": assistant_loss(m, held_out, pad)} if held_out else {})}
+
+    with evaluation(model):
+        eval_before = assistant_loss(model, held_out, pad) if held_out else None
+    batches = chat_batches(rows, t.batch_size, pad, t.seed, acc.process_index, acc.num_processes)
     history = train(model, batches, t, desc="sft", checkpoint_dir=cfg.out_dir / "checkpoints", fingerprint=training_fingerprint(cfg),
-                    evaluate=held_out_scorer(tok, cfg.eval_corpus, cfg.eval_chars),
-                    log_dir=cfg.out_dir / "tensorboard" if t.tensorboard else None, accelerator=acc)
+                    evaluate=evaluate, log_dir=cfg.out_dir / "tensorboard" if t.tensorboard else None, accelerator=acc)
     if not acc.is_main_process:  # the main process exports and scores
         return StageResult({}, {})
+    with evaluation(model):
+        eval_after = assistant_loss(model, held_out, pad) if held_out else None
 
     stats = {
         "chat_template": template,
@@ -68,6 +90,10 @@ def run(cfg: SftConfig) -> StageResult:
         "tokens_mean": round(sum(lengths) / len(lengths), 1),
         "tokens_max": max(lengths),
         "processes": acc.num_processes,
+        "held_out_dialogues": len(held_out),
+        "eval_loss_before": eval_before,
+        "eval_loss_after": eval_after,
+        "rows": len(rows),
         **finish_training(model, tok, cfg.model, cfg.out_dir, history, share, "chat fine-tuning (assistant tokens)",
                           cfg.eval_corpus, cfg.eval_chars),
     }
