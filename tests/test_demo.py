@@ -27,17 +27,18 @@ def test_demo_end_to_end(tmp_path):
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(run_dir / "preference" / "model")
-    tok = AutoTokenizer.from_pretrained(run_dir / "preference" / "model")
-    # multi-turn: the model answers the second question with the first exchange in its context
+    # multi-turn: each tuned model answers the second question with the first exchange in its context
     dialogue = [{"role": "user", "content": "請介紹臺北。"}, {"role": "assistant", "content": "臺北是臺灣的首都。"},
                 {"role": "user", "content": "那裡有什麼好吃的？"}]
-    enc = tok.apply_chat_template(dialogue, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    assert tok.decode(enc["input_ids"][0]).count("<|im_start|>user") == 2
-    out = model.generate(**enc, max_new_tokens=8, do_sample=False)
-    assert out.shape[1] > enc["input_ids"].shape[1]
-    assert len(tok) == 49152 + 3000
-    assert model.get_input_embeddings().weight.shape[0] == 52160  # padded to a multiple of 64
+    for stage in ("sft", "preference"):
+        model = AutoModelForCausalLM.from_pretrained(run_dir / stage / "model")
+        tok = AutoTokenizer.from_pretrained(run_dir / stage / "model")
+        enc = tok.apply_chat_template(dialogue, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        assert tok.decode(enc["input_ids"][0]).count("<|im_start|>user") == 2
+        out = model.generate(**enc, max_new_tokens=8, do_sample=False)
+        assert out.shape[1] > enc["input_ids"].shape[1]
+        assert len(tok) == 49152 + 3000
+        assert model.get_input_embeddings().weight.shape[0] == 52160  # padded to a multiple of 64
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -83,6 +83,14 @@ def write_report(run_dir: Path, manifests: dict[str, dict]) -> Path:
         lines += ["", "## Bench", "", f"{b['questions']} questions, decoding {b['decoding']}; gates: {b['gate']}."]
         lines += [f"- pass rate {k.removeprefix('pass_rate_')}: {v}" for k, v in b.items() if k.startswith("pass_rate_")]
         lines += [f"- judge mean {k.removeprefix('judge_mean_')}: {v}" for k, v in b.items() if k.startswith("judge_mean_")]
+        if "tmmlu" in b:
+            t = b["tmmlu"]
+            lines += [f"- TMMLU ({t['shots']}-shot, {t['questions']} questions in {t['subjects']} subjects): accuracy "
+                      f"{t['accuracy_macro']:.1%} (mean of subjects), {t['accuracy_micro']:.1%} (all questions); "
+                      f"random guessing {t['random_baseline']:.0%}"]
+        if "judge_status" in b:
+            lines += [f"- judge calls by status: {b['judge_status']}"]
+            lines += [f"  - {p}" for p in b.get("judge_problems", [])]
         lines += ["", "### Sample generations", ""]
         for sample in b["samples"]:
             q = sample["question"].replace("\n", " ")

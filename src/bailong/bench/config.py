@@ -22,9 +22,12 @@ class JudgeSettings(BaseModel):
 class BenchConfig(StageConfig):
     """Answer benchmark questions with a model, apply the Traditional Chinese checks, score bits/char."""
 
+    bookkeeping = ("judge_cache",)
+
     model: Path | None = Field(None, description="model folder to evaluate (the last training stage's model/)")
     questions: str = Field("builtin:bailong-bench", description="FastChat question.jsonl, or builtin:bailong-bench")
-    question_ids: list[int] | None = Field(None, description="evaluate only these question ids (default: all)")
+    question_ids: list[int] | None = Field(None, description="evaluate only these question ids (default: all; [] for none, "
+                                             "e.g. to run only bits/char and TMMLU)")
     out_dir: Path = Field(description="output folder")
     max_new_tokens: int = Field(128, gt=0, description="tokens generated per turn")
     do_sample: bool = Field(False, description="sample (temperature/top_p/top_k) instead of greedy decoding")
@@ -35,10 +38,16 @@ class BenchConfig(StageConfig):
     eval_corpus: Path | None = Field(None, description="held-out JSONL for bits/char")
     eval_chars: int = Field(5_000, gt=0, description="characters of held-out text scored")
     judge: JudgeSettings | None = Field(None, description="LLM judge; without one only the deterministic checks run")
+    judge_cache: Path | None = Field(None, description="SQLite cache of judgments (default: out_dir/judge_cache.sqlite); "
+                                     "share one between runs to never pay twice for the same judgment")
     seed: int = Field(0, description="sampling seed")
+    tmmlu: Path | None = Field(None, description="TMMLU-style folder (subjects/<subject>/data.csv) for multiple-choice "
+                               "accuracy by log-likelihood, e.g. ../shared/data/eval/tmmlu")
+    tmmlu_shots: int = Field(0, ge=0, description="demonstrations per prompt (each subject's first k questions, not scored)")
+    tmmlu_per_subject: int | None = Field(None, gt=0, description="score at most this many questions per subject (default: all)")
 
     def input_paths(self) -> dict[str, Path]:
-        paths = {"model": self.model, "eval_corpus": self.eval_corpus}
+        paths = {"model": self.model, "eval_corpus": self.eval_corpus, "tmmlu": self.tmmlu}
         if not self.questions.startswith("builtin:"):
             paths["questions"] = Path(self.questions)
         return {k: v for k, v in paths.items() if v}

@@ -1,7 +1,8 @@
 """bench stage: answers to benchmark questions, Traditional Chinese gates, optional LLM judge, bits/char.
 
 Writes ``answers.jsonl`` (FastChat model_answer format plus the gate result; appended per question,
-so an interrupted run resumes), ``judgments.jsonl`` when a judge is configured, and ``stats.json``.
+so an interrupted run resumes), with a judge ``judgments.jsonl`` (FastChat model_judgment format plus
+a per-item status) and ``judge_cache.sqlite`` (no judgment is ever asked twice), and ``stats.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from bailong.bench import checks
 from bailong.bench.config import BenchConfig
 from bailong.config import BailongError, StageResult
-from bailong.io import read_jsonl, read_texts, write_json
+from bailong.io import read_jsonl, read_texts, write_json, write_jsonl
 from bailong.metrics import bpc_zh_en, english_sample
 from bailong.models import load_model, load_tokenizer
 
@@ -73,8 +74,8 @@ def run(cfg: BenchConfig) -> StageResult:
         raise BailongError("bench: 'model' is required")
     questions = load_questions(cfg.questions, cfg.question_ids)
     model, tok = load_model(cfg.model), load_tokenizer(cfg.model)
-    if not tok.chat_template:
-        raise BailongError(f"bench: {cfg.model} has no chat template")
+    if questions and not tok.chat_template:
+        raise BailongError(f"bench: {cfg.model} has no chat template (set question_ids: [] to run only bits/char and TMMLU)")
     gen = {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample, "repetition_penalty": cfg.repetition_penalty}
     if cfg.do_sample:
         gen |= {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k}
@@ -100,24 +101,21 @@ def run(cfg: BenchConfig) -> StageResult:
     rows = [done[q["question_id"]] for q in questions]
 
     if cfg.judge is not None:
-        from bailong.bench.judge import judge, make_client
+        from bailong.bench.judge import judge_answers
 
-        client = make_client(cfg.judge)
-        judged = []
-        for q, row in zip(questions, rows):
-            if row["gate"]:
-                row["score"], row["judgment"] = 0, f"gate: {row['gate']}"
-            else:
-                try:
-                    row["score"], row["judgment"] = judge(client, cfg.judge, q["turns"], row["choices"][0]["turns"], q.get("reference"))
-                except Exception as exc:  # a per-item status, never a lost run
-                    row["score"], row["judgment"] = None, f"judge error: {type(exc).__name__}: {exc}"
-            judged.append({"question_id": q["question_id"], "model": model_id, "judge": cfg.judge.model,
-                           "score": row["score"], "judgment": row["judgment"]})
-        write_json(out / "judgments.json", judged)
+        items = [{"question_id": q["question_id"], "model": model_id, "turns": q["turns"], "answers": r["choices"][0]["turns"],
+                  "reference": q.get("reference"), "gate": r["gate"]} for q, r in zip(questions, rows)]
+        judgments, statuses = judge_answers(cfg.judge, items, cfg.judge_cache or out / "judge_cache.sqlite")
+        for row, j in zip(rows, judgments):
+            row["score"], row["judge_status"] = j["score"], j["status"]
+        write_jsonl(out / "judgments.jsonl", judgments)
 
     gates = Counter((r["gate"] or "pass").split(":")[0] for r in rows)
     stats: dict = {"questions": len(rows), "decoding": gen, "gate": dict(gates)}
+    if cfg.judge is not None:
+        stats["judge_status"] = dict(statuses)
+        stats["judge_problems"] = [f"question {j['question_id']}: {j['status']}: {j['judgment'][:200]}"
+                                   for j in judgments if j["status"] in ("error", "no rating")]
     for lang in sorted({r["language"] for r in rows}):
         mine = [r for r in rows if r["language"] == lang]
         stats[f"pass_rate_{lang}"] = round(sum(not r["gate"] for r in mine) / len(mine), 3)
@@ -126,6 +124,12 @@ def run(cfg: BenchConfig) -> StageResult:
             stats[f"judge_mean_{lang}"] = round(sum(scored) / len(scored), 2)
     zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
     stats["bpc"] = bpc_zh_en(model, tok, zh, [english_sample(cfg.eval_chars)], "bench")
+    if cfg.tmmlu is not None:
+        from bailong.bench.multiple_choice import accuracy, read_tmmlu
+
+        subjects, problems = read_tmmlu(cfg.tmmlu)
+        stats["tmmlu"] = {**accuracy(model, tok, subjects, cfg.tmmlu_shots, cfg.tmmlu_per_subject),
+                          "skipped": len(problems), "skipped_examples": problems[:10]}
     stats["samples"] = [{"question_id": q["question_id"], "question": q["turns"][0], "answer": r["choices"][0]["turns"][0], "gate": r["gate"]}
                         for q, r in zip(questions, rows)]
     write_json(out / "stats.json", stats)

@@ -1,0 +1,63 @@
+import pytest
+
+from bailong.bench.multiple_choice import accuracy, prompt, read_tmmlu
+from bailong.models import load_model, load_tokenizer
+
+CSV = (',content.A,content.Q\n'
+       '0,B,1. 臺灣最高的山是(A)雪山(B)玉山(C)合歡山(D)阿里山。\n'
+       '1,A,2. 臺北101位於(A)信義區(B)中山區(C)大安區(D)士林區。\n'
+       '2,C,"3. 請說明原因。（4分）"\n')
+
+
+@pytest.fixture
+def tiny_tmmlu(tmp_path):
+    folder = tmp_path / "tmmlu" / "subjects" / "地理"
+    folder.mkdir(parents=True)
+    (folder / "data.csv").write_text(CSV, encoding="utf-8")
+    return tmp_path / "tmmlu"
+
+
+def test_reading_splits_inline_choices_and_skips_open_questions(tiny_tmmlu):
+    subjects, problems = read_tmmlu(tiny_tmmlu)
+    first = subjects["地理"][0]
+    assert first["question"] == "1. 臺灣最高的山是" and first["answer"] == "B"
+    assert first["choices"] == {"A": "雪山", "B": "玉山", "C": "合歡山", "D": "阿里山。"}
+    assert problems == [f"{tiny_tmmlu}/subjects/地理/data.csv:4: not a question with choices (A)-(D) and an answer letter"]
+    assert prompt(subjects["地理"][1], subjects["地理"][:1]) == (
+        "1. 臺灣最高的山是\n(A) 雪山\n(B) 玉山\n(C) 合歡山\n(D) 阿里山。\n答案：B\n\n"
+        "2. 臺北101位於\n(A) 信義區\n(B) 中山區\n(C) 大安區\n(D) 士林區。\n答案：")
+
+
+def test_accuracy_counts_the_letter_with_the_highest_log_probability(tiny_tmmlu, tiny_embedded, monkeypatch):
+    model, tok = load_model(tiny_embedded), load_tokenizer(tiny_embedded)
+    b = tok("B", add_special_tokens=False)["input_ids"][0]
+    real = model.forward
+
+    def always_b(*args, **kwargs):  # a model that always prefers the letter B
+        out = real(*args, **kwargs)
+        out.logits[..., b] += 1e4
+        return out
+
+    monkeypatch.setattr(model, "forward", always_b)
+    result = accuracy(model, tok, read_tmmlu(tiny_tmmlu)[0])
+    assert (result["accuracy_micro"], result["questions"], result["per_subject"]) == (0.5, 2, {"地理": 0.5})
+    assert accuracy(model, tok, read_tmmlu(tiny_tmmlu)[0], shots=1)["accuracy_micro"] == 0.0  # only question 2 (A) is scored
+
+
+def test_shared_tmmlu_reads_50_subjects(shared_data):
+    subjects, problems = read_tmmlu(shared_data / "eval" / "tmmlu")
+    assert (len(subjects), sum(map(len, subjects.values())), len(problems)) == (50, 3253, 60)
+
+
+def test_batched_left_padded_scores_equal_one_prompt_at_a_time(tiny_tmmlu, tiny_embedded):
+    import torch
+
+    from bailong.bench.multiple_choice import letter_scores
+
+    model, tok = load_model(tiny_embedded), load_tokenizer(tiny_embedded)
+    items = read_tmmlu(tiny_tmmlu)[0]["地理"]
+    prompts = [tok(prompt(it, items[:k]))["input_ids"] for it in items for k in (0, 1)]  # four lengths
+    assert len(set(map(len, prompts))) == 4
+    together = letter_scores(model, tok, prompts, batch_size=4)
+    alone = torch.cat([letter_scores(model, tok, [p], batch_size=1) for p in prompts])
+    assert torch.allclose(together, alone, atol=1e-4)
