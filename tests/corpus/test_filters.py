@@ -40,3 +40,12 @@ def test_ngram_repetition_over_han_characters_and_words():
                "students queue for fried chicken and families look for a table. By midnight the street is quiet again, "
                "and the only sound is a scooter heading home along the river.")
     assert ngram_repetition(english, {2: 0.2, 3: 0.18, 4: 0.16}, {10: 0.15, 15: 0.13, 20: 0.1}) is True
+
+
+def test_ngram_repetition_checks_longer_ngrams_when_shorter_ones_are_near_their_limit():
+    unique = "".join(chr(0x4E00 + i) for i in range(300))  # no character twice: no repeated n-gram
+    twice = "".join(chr(0x6000 + i) for i in range(25))
+    text = unique[:150] + twice + unique[150:] + twice  # 50 of 350 characters (14%) in repeated 25-grams
+    assert ngram_repetition(text, {}, {10: 0.15}) is True
+    assert ngram_repetition(text, {}, {10: 0.15, 20: 0.10}) == (False, "repeated_20grams")
+    assert ngram_repetition(text, {}, {10: 0.15, 30: 0.10}) is True  # no 30-gram repeats

@@ -141,16 +141,24 @@ def ngram_repetition(text: str, max_top: dict[int, float], max_dup: dict[int, fl
             covered = counts[run] * (chars[order + n] - chars[order])
             if (covered * (counts[run] > 1)).max() / total > limit:
                 return False, f"top_{n}gram"
-    for n, limit in sorted(max_dup.items()):
-        if len(h) > n:
-            order, run, counts = _runs(_ngram_hashes(h, n))
-            starts = order[counts[run] > 1]
-            if len(starts):
-                cover = np.zeros(len(h) + 1, dtype=np.int64)
-                np.add.at(cover, starts, 1)
-                np.add.at(cover, starts + n, -1)
-                if lengths[np.cumsum(cover[:-1]) > 0].sum() / total > limit:
-                    return False, f"repeated_{n}grams"
+    dup = sorted(max_dup.items())
+    for i, (n, limit) in enumerate(dup):
+        if len(h) <= n:
+            break
+        order, run, counts = _runs(_ngram_hashes(h, n))
+        starts = order[counts[run] > 1]
+        share = 0.0
+        if len(starts):
+            cover = np.zeros(len(h) + 1, dtype=np.int64)
+            np.add.at(cover, starts, 1)
+            np.add.at(cover, starts + n, -1)
+            share = lengths[np.cumsum(cover[:-1]) > 0].sum() / total
+            if share > limit:
+                return False, f"repeated_{n}grams"
+        # Every unit inside a repeated (n+1)-gram is inside a repeated n-gram, so the share only falls as n
+        # grows: once it is under every larger n's limit, those n cannot fail (saves their sorts).
+        if all(share <= later for _, later in dup[i + 1 :]):
+            break
     return True
 
 

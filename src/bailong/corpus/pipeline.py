@@ -1,6 +1,6 @@
 """The corpus stage as datatrove pipelines, chained by `depends` and run by one executor kind.
 
-    prepare   read sources -> clean/convert/filter -> work/prepared/<rank>.jsonl.zst      (tasks)
+    prepare   read sources -> clean/convert/filter -> work/prepared/<rank>.jsonl          (tasks)
     exact     signatures (tasks) -> find duplicates (1)                                    optional
     minhash   signatures (tasks) -> LSH buckets (buckets) -> clusters (1)                  optional
     semantic  embed (tasks) -> k-means + drop near neighbours (1)                         optional
@@ -9,6 +9,7 @@
 
 Every later pipeline reads work/prepared with the same number of tasks, so a task sees the same
 documents in the same order in each: that is what datatrove's index-based dedup filters rely on.
+work/prepared is plain JSONL: it is read two to four times, and zstd cost ~1 s per 100 MB each way.
 Completed tasks are skipped on rerun (datatrove's completions in work/logs/<pipeline>).
 """
 
@@ -38,7 +39,7 @@ def build(cfg: CorpusConfig, work: Path) -> list[tuple[str, list, int]]:
     rejected = work / "final" / "rejected" if cfg.write_rejected else None
 
     def reader():
-        return JsonlReader(prepared, glob_pattern="*.jsonl.zst")
+        return JsonlReader(prepared, glob_pattern="*.jsonl")
 
     def excluded(reason: str):
         if rejected is None:
@@ -46,7 +47,7 @@ def build(cfg: CorpusConfig, work: Path) -> list[tuple[str, list, int]]:
         return JsonlWriter(str(rejected / reason), output_filename="${rank}.jsonl.gz")
 
     pipelines = [("prepare", [ReadSources(list(cfg.sources), tally), Clean(cfg, tally, rejected),
-                              JsonlWriter(prepared, output_filename="${rank}.jsonl.zst", compression="zstd")], tasks)]
+                              JsonlWriter(prepared, output_filename="${rank}.jsonl", compression=None)], tasks)]
     filters = []  # the dedup filters every later reading of work/prepared applies, in order
     if cfg.exact_dedup:
         exact = ExactDedupConfig(content_getter=_text)
@@ -110,7 +111,7 @@ def run(cfg: CorpusConfig, work: Path) -> None:
         executors.append(previous)
     if cfg.executor.kind != "slurm":  # run prepare alone first: an empty result is an error, not a crash further on
         executors[0].run()
-        if not any((work / "prepared").glob("*.jsonl.zst")):
+        if not any((work / "prepared").glob("*.jsonl")):
             raise NothingKept
     previous.run()
     if cfg.executor.kind == "slurm" and not (work / "logs" / "final" / "completions").is_dir():

@@ -23,12 +23,13 @@ from bailong.corpus.steps import read_tallies
 from bailong.io import write_json
 
 log = logging.getLogger(__name__)
+WORK_LAYOUT = 2  # bump when work/'s files change shape, so an old crashed run is not resumed (2: plain-JSONL prepared/)
 
 
 def _prepare_work(cfg: CorpusConfig) -> Path:
     """work/ survives a crash so completed tasks are skipped; a different config starts it afresh."""
     work = cfg.out_dir / "work"
-    fingerprint = json.dumps(cfg.fingerprint_config(), sort_keys=True)
+    fingerprint = json.dumps({"layout": WORK_LAYOUT, **cfg.fingerprint_config()}, sort_keys=True)
     marker = work / "config.json"
     if work.exists() and (not marker.exists() or marker.read_text() != fingerprint):
         shutil.rmtree(work)
