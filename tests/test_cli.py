@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-COMMANDS = ["run", "demo", "corpus", "vocab", "embed", "pretrain", "sft", "bench", "chat"]
+COMMANDS = ["run", "demo", "corpus", "vocab", "embed", "pretrain", "sft", "preference", "bench", "chat", "serve", "export"]
 
 
 def bailong(*args, cwd=None):
@@ -21,7 +21,7 @@ def test_top_level_help_lists_every_command():
         assert f"  {cmd} " in out.stdout
 
 
-SUBCOMMANDS = [["run"], ["demo"], ["chat"], ["vocab", "train"], ["vocab", "extend"], ["vocab", "stats"], ["embed", "init"],
+SUBCOMMANDS = [["run"], ["demo"], ["chat"], ["serve"], ["export"], ["vocab", "train"], ["vocab", "extend"], ["vocab", "stats"], ["embed", "init"],
                ["embed", "compare"]] + [
     [stage, "run"] for stage in ("corpus", "vocab", "embed", "pretrain", "sft", "bench")]
 
@@ -93,6 +93,16 @@ def test_chat_streams_replies_and_handles_reset(tiny_embedded, tmp_path):
                          input="你好\n/reset\n再見\n/quit\n", capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("> ") == 4  # a prompt for each line typed
+
+
+def test_export_writes_gguf_and_its_checks(tiny_embedded, tmp_path):
+    out = bailong("export", str(tiny_embedded), "--gguf", str(tmp_path / "m.gguf"), "--outtype", "q8_0")
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "m.gguf.json").read_text())
+    assert report["export"]["outtype"] == "q8_0"
+    assert report["verify"]["transformers_same_ids"] == report["verify"]["samples"]
+    missing = bailong("export", str(tmp_path), "--gguf", str(tmp_path / "x.gguf"))
+    _assert_one_line_error(missing, f"{tmp_path} is not a model folder (no config.json); pass a stage's merged model/ folder")
 
 
 def test_run_resume_adds_no_stage(tmp_path, zh_corpus):

@@ -46,9 +46,10 @@ def cli(verbose: bool) -> None:
     """bailong: adapt an English-centric LLM to Traditional Chinese (Taiwan).
 
     \b
-    Six stages, each usable alone or chained by a YAML recipe:
-      corpus -> vocab -> embed -> pretrain -> sft -> bench
+    Stages, each usable alone or chained by a YAML recipe:
+      corpus -> vocab -> embed -> pretrain -> sft -> preference -> bench
     Start with `bailong demo` (CPU, minutes) or `bailong run RECIPE.yaml`.
+    Then use the model: `bailong chat`, `bailong serve` (OpenAI-compatible), `bailong export --gguf`.
     """
     _setup_logging(verbose)
 
@@ -282,39 +283,79 @@ def vocab_stats(tokenizers: tuple[str, ...], texts: tuple[str, ...], limit_chars
     click.echo(f"table: {md}\nplot:  {png}")
 
 
+def _sampling_options(f):
+    """Decoding options shared by chat and serve (defaults: Bailong's published settings)."""
+    options = [
+        click.option("--max-new-tokens", default=256, show_default=True, help="Most tokens generated per reply."),
+        click.option("--temperature", default=0.6, show_default=True, help="Sampling temperature; 0 for greedy decoding."),
+        click.option("--top-p", default=0.9, show_default=True, help="Nucleus sampling: keep the smallest set of tokens with this much probability."),
+        click.option("--top-k", default=40, show_default=True, help="Sample among the k most likely tokens (0: no limit)."),
+        click.option("--repetition-penalty", default=1.1, show_default=True, help="Penalty on tokens already in the text (1: none)."),
+    ]
+    return functools.reduce(lambda acc, opt: opt(acc), reversed(options), f)
+
+
+def _sampling(max_new_tokens: int, temperature: float, top_p: float, top_k: int, repetition_penalty: float):
+    from bailong.serve.generate import Sampling
+
+    return Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty)
+
+
 @cli.command("chat")
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("--system", default=None, help="System prompt for the conversation.")
-@click.option("--max-new-tokens", default=256, show_default=True, help="Tokens generated per reply.")
-@click.option("--temperature", default=0.6, show_default=True, help="Sampling temperature; 0 for greedy.")
-def chat_cmd(model_dir: Path, system: str | None, max_new_tokens: int, temperature: float) -> None:
-    """Talk to a model folder in the terminal (streaming). /reset clears the history, /quit exits."""
-    from transformers import TextStreamer
+@click.option("--system", default=None, help="System prompt for the conversation (/system TEXT changes it later).")
+@_sampling_options
+def chat_cmd(model_dir: Path, system: str | None, **sampling) -> None:
+    """Talk to MODEL_DIR (a stage's model/ folder) in the terminal, streaming each reply.
 
-    from bailong.models import load_model, load_tokenizer, resolve_model
+    \b
+    Inside the chat: /reset clears the conversation, /save [FILE] appends it to a JSONL file
+    (OpenAI messages, which the sft stage reads), /system TEXT sets the system prompt, /quit exits.
+    """
+    from bailong.serve.chat import repl
+    from bailong.serve.generate import load
 
-    path = resolve_model(model_dir)
-    model, tok = load_model(path), load_tokenizer(path)
-    streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)
-    history = [{"role": "system", "content": system}] if system else []
-    start = list(history)
-    while True:
-        try:
-            line = input("> ").strip()
-        except EOFError:
-            break
-        if line in ("/quit", "/exit"):
-            break
-        if line == "/reset":
-            history = list(start)
-            continue
-        if not line:
-            continue
-        history.append({"role": "user", "content": line})
-        enc = tok.apply_chat_template(history, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.9, "top_k": 40} if temperature > 0 else {"do_sample": False}
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, repetition_penalty=1.1, streamer=streamer, pad_token_id=tok.pad_token_id or tok.eos_token_id, **sampling)
-        history.append({"role": "assistant", "content": tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)})
+    model, tok, context = load(model_dir)
+    repl(model, tok, context, _sampling(**sampling), system)
+
+
+@cli.command("serve")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback exposes the model to the network (no authentication).")
+@click.option("--port", default=8000, show_default=True, help="TCP port.")
+@click.option("--model-name", default=None, help="Name clients pass as `model` (default: the folder's parent/name, e.g. sft/model).")
+@_sampling_options
+def serve_cmd(model_dir: Path, host: str, port: int, model_name: str | None, **sampling) -> None:
+    """Serve MODEL_DIR over an OpenAI-compatible HTTP API: /v1/chat/completions, /v1/completions,
+    /v1/models, with streaming (server-sent events). The sampling options are the defaults a request
+    can override (max_tokens, temperature, top_p, stop, seed).
+
+    \b
+    Example:  bailong serve runs/demo/preference/model
+              OPENAI_BASE_URL=http://127.0.0.1:8000/v1 OPENAI_API_KEY=unused  any OpenAI client
+    """
+    from bailong.serve.server import serve
+
+    serve(model_dir, host, port, model_name, _sampling(**sampling))
+
+
+@cli.command("export")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--gguf", "gguf_path", type=click.Path(path_type=Path), required=True, help="Output .gguf file for llama.cpp (a .gguf.json beside it records the export and the checks).")
+@click.option("--outtype", type=click.Choice(["f16", "f32", "q8_0"]), default="f16", show_default=True, help="Weight type for 2-D tensors (1-D ones stay f32). For 4-bit files run llama.cpp's llama-quantize on the f16 file.")
+@click.option("--pre", default=None, help="llama.cpp pre-tokenizer name (tokenizer.ggml.pre) for byte-level BPE, when it cannot be recognized (e.g. llama-bpe, qwen2, smollm).")
+@click.option("--samples", type=click.Path(path_type=Path), default=None, help="Extra text lines whose tokenization must survive the export (built in: zh-TW demo dialogues and English).")
+@click.option("--logits/--no-logits", default=False, show_default=True, help="Also load the GGUF weights back and compare logits with MODEL_DIR's (holds two fp32 copies in memory).")
+def export_cmd(model_dir: Path, gguf_path: Path, outtype: str, pre: str | None, samples: Path | None, logits: bool) -> None:
+    """Convert MODEL_DIR (a merged model/ folder with its extended tokenizer) to GGUF for llama.cpp, then
+    read it back: tensor and token counts, tokenization of zh-TW samples (transformers' GGUF reader, and
+    llama-cpp-python when installed), optionally logits."""
+    import json
+
+    from bailong.export.gguf import export_and_verify
+
+    result = export_and_verify(model_dir, gguf_path, outtype, pre, samples, logits)
+    click.echo(json.dumps(result, ensure_ascii=False, indent=2))
 
 
 def main() -> None:

@@ -7,15 +7,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from bailong.config import StageConfig
 
 
-class JudgeSettings(BaseModel):
-    """An LLM judge behind any OpenAI-compatible endpoint. The API key is read from the environment only."""
+class Endpoint(BaseModel):
+    """A model behind any OpenAI-compatible endpoint (`bailong serve`, vLLM, OpenAI, ...). The API key is read
+    from the environment only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str = Field(description="endpoint, e.g. http://127.0.0.1:8000/v1")
-    model: str = Field(description="judge model name at that endpoint")
+    model: str = Field(description="model name at that endpoint")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never written anywhere)")
-    timeout: float = Field(60.0, gt=0, description="seconds per judge call")
+    timeout: float = Field(60.0, gt=0, description="seconds per call")
     max_retries: int = Field(3, ge=0, description="retries with backoff on 429/5xx/timeouts")
 
 
@@ -24,7 +25,10 @@ class BenchConfig(StageConfig):
 
     bookkeeping = ("judge_cache",)
 
-    model: Path | None = Field(None, description="model folder to evaluate (the last training stage's model/)")
+    model: Path | None = Field(None, description="model folder to evaluate (the last training stage's model/); bits/char and "
+                               "TMMLU need it")
+    answer_endpoint: Endpoint | None = Field(None, description="answer the questions through this OpenAI-compatible endpoint "
+                                             "(e.g. `bailong serve MODEL`, or vLLM) instead of generating with `model`")
     questions: str = Field("builtin:bailong-bench", description="FastChat question.jsonl, or builtin:bailong-bench")
     question_ids: list[int] | None = Field(None, description="evaluate only these question ids (default: all; [] for none, "
                                              "e.g. to run only bits/char and TMMLU)")
@@ -37,7 +41,8 @@ class BenchConfig(StageConfig):
     repetition_penalty: float = Field(1.1, gt=0, description="repetition penalty (Bailong: 1.1)")
     eval_corpus: Path | None = Field(None, description="held-out JSONL for bits/char")
     eval_chars: int = Field(5_000, gt=0, description="characters of held-out text scored")
-    judge: JudgeSettings | None = Field(None, description="LLM judge; without one only the deterministic checks run")
+    judge: Endpoint | None = Field(None, description="LLM judge at an OpenAI-compatible endpoint; without one only the "
+                                   "deterministic checks run")
     judge_cache: Path | None = Field(None, description="SQLite cache of judgments (default: out_dir/judge_cache.sqlite); "
                                      "share one between runs to never pay twice for the same judgment")
     seed: int = Field(0, description="sampling seed")

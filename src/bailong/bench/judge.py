@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bailong.bench.config import JudgeSettings
+from bailong.bench.config import Endpoint
 from bailong.config import BailongError
 
 TEMPLATE_VERSION = "1"
@@ -79,16 +79,16 @@ def cache_key(judge_model: str, turns: list[str], answers: list[str], reference:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def make_client(cfg: JudgeSettings):
+def make_client(cfg: Endpoint, what: str = "judge"):
     from openai import OpenAI
 
     key = os.environ.get(cfg.api_key_env)
     if key is None and not cfg.base_url.startswith(("http://127.0.0.1", "http://localhost")):
-        raise BailongError(f"judge: environment variable {cfg.api_key_env} is not set")
+        raise BailongError(f"{what}: environment variable {cfg.api_key_env} is not set")
     return OpenAI(base_url=cfg.base_url, api_key=key or "none", timeout=cfg.timeout, max_retries=cfg.max_retries)
 
 
-def judge(client, cfg: JudgeSettings, turns: list[str], answers: list[str], reference: list[str] | None) -> tuple[int | None, str]:
+def judge(client, cfg: Endpoint, turns: list[str], answers: list[str], reference: list[str] | None) -> tuple[int | None, str]:
     """(rating or None, judge's reply). The openai client retries 429/5xx/timeouts with backoff."""
     reply = client.chat.completions.create(
         model=cfg.model,
@@ -99,7 +99,7 @@ def judge(client, cfg: JudgeSettings, turns: list[str], answers: list[str], refe
     return parse_rating(text, answers), text
 
 
-def judge_answers(cfg: JudgeSettings, items: list[dict], cache_path: Path) -> tuple[list[dict], Counter]:
+def judge_answers(cfg: Endpoint, items: list[dict], cache_path: Path) -> tuple[list[dict], Counter]:
     """Judge every item ({question_id, model, turns, answers, reference, gate}); return (judgments, statuses).
 
     Each judgment is in FastChat's model_judgment shape plus a ``status``: ``gate`` (scored 0 by a

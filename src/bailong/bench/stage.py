@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from bailong.bench import checks
-from bailong.bench.config import BenchConfig
+from bailong.bench.config import BenchConfig, Endpoint
 from bailong.config import BailongError, StageResult
 from bailong.io import read_jsonl, read_texts, write_json, write_jsonl
 from bailong.metrics import bpc_zh_en, english_sample
@@ -69,12 +69,36 @@ def answer(model, tok, turns: list[str], gen_kwargs: dict) -> list[str]:
     return answers
 
 
+def answer_remote(client, endpoint: Endpoint, turns: list[str], cfg: BenchConfig) -> list[str]:
+    """`answer` through an OpenAI-compatible endpoint. top_k and repetition_penalty go in the request
+    body as vLLM and `bailong serve` accept them; temperature 0 is greedy."""
+    messages, answers = [], []
+    sampling = {"temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed} if cfg.do_sample else {"temperature": 0}
+    extra = {"repetition_penalty": cfg.repetition_penalty} | ({"top_k": cfg.top_k} if cfg.do_sample else {})
+    for turn in turns:
+        messages.append({"role": "user", "content": turn})
+        reply = client.chat.completions.create(model=endpoint.model, messages=messages, max_tokens=cfg.max_new_tokens,
+                                               extra_body=extra, **sampling)
+        text = (reply.choices[0].message.content or "").strip()
+        messages.append({"role": "assistant", "content": text})
+        answers.append(text)
+    return answers
+
+
 def run(cfg: BenchConfig) -> StageResult:
-    if cfg.model is None:
-        raise BailongError("bench: 'model' is required")
+    if cfg.model is None and cfg.answer_endpoint is None:
+        raise BailongError("bench: 'model' (a model folder) or 'answer_endpoint' (an OpenAI-compatible server) is required")
+    if cfg.model is None and (cfg.tmmlu or cfg.eval_corpus):
+        raise BailongError("bench: TMMLU and bits/char score log-likelihoods and need 'model' (a model folder), not only an endpoint")
     questions = load_questions(cfg.questions, cfg.question_ids)
-    model, tok = load_model(cfg.model), load_tokenizer(cfg.model)
-    if questions and not tok.chat_template:
+    model = tok = client = None
+    if cfg.model is not None:
+        model, tok = load_model(cfg.model), load_tokenizer(cfg.model)
+    if cfg.answer_endpoint is not None:
+        from bailong.bench.judge import make_client
+
+        client = make_client(cfg.answer_endpoint, "bench answer_endpoint")
+    elif questions and not tok.chat_template:
         raise BailongError(f"bench: {cfg.model} has no chat template (set question_ids: [] to run only bits/char and TMMLU)")
     gen = {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample, "repetition_penalty": cfg.repetition_penalty}
     if cfg.do_sample:
@@ -84,13 +108,14 @@ def run(cfg: BenchConfig) -> StageResult:
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     answers_path = out / "answers.jsonl"
-    done = {r["question_id"]: r for r in read_jsonl(answers_path)} if answers_path.exists() else {}
-    model_id = cfg.model.parent.name + "/" + cfg.model.name
+    model_id = cfg.answer_endpoint.model if client is not None else cfg.model.parent.name + "/" + cfg.model.name
+    # Answers of an interrupted run of the same model are reused; another model's are not.
+    done = {r["question_id"]: r for r in read_jsonl(answers_path) if r.get("model_id") == model_id} if answers_path.exists() else {}
     with open(answers_path, "a", encoding="utf-8") as f:
         for q in tqdm(questions, desc="bench answers", unit=" questions"):
             if q["question_id"] in done:
                 continue
-            turns = answer(model, tok, q["turns"], gen)
+            turns = answer_remote(client, cfg.answer_endpoint, q["turns"], cfg) if client else answer(model, tok, q["turns"], gen)
             reason = next((r for r in (checks.gate(a, q.get("language", "zh-TW"), q.get("category", "")) for a in turns) if r), None)
             row = {"question_id": q["question_id"], "model_id": model_id, "category": q.get("category"),
                    "language": q.get("language"), "choices": [{"index": 0, "turns": turns}], "gate": reason,
@@ -122,9 +147,10 @@ def run(cfg: BenchConfig) -> StageResult:
         scored = [r["score"] for r in mine if r.get("score") is not None]
         if scored:
             stats[f"judge_mean_{lang}"] = round(sum(scored) / len(scored), 2)
-    zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
-    stats["bpc"] = bpc_zh_en(model, tok, zh, [english_sample(cfg.eval_chars)], "bench")
-    if cfg.tmmlu is not None:
+    if model is not None:  # bits/char and TMMLU score log-likelihoods: they need the weights, not an endpoint
+        zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
+        stats["bpc"] = bpc_zh_en(model, tok, zh, [english_sample(cfg.eval_chars)], "bench")
+    if cfg.tmmlu is not None and model is not None:
         from bailong.bench.multiple_choice import accuracy, read_tmmlu
 
         subjects, problems = read_tmmlu(cfg.tmmlu)
@@ -133,5 +159,5 @@ def run(cfg: BenchConfig) -> StageResult:
     stats["samples"] = [{"question_id": q["question_id"], "question": q["turns"][0], "answer": r["choices"][0]["turns"][0], "gate": r["gate"]}
                         for q, r in zip(questions, rows)]
     write_json(out / "stats.json", stats)
-    log.info("bench: %d questions, gates %s, bits/char %s", len(rows), dict(gates), stats["bpc"])
+    log.info("bench: %d questions, gates %s, bits/char %s", len(rows), dict(gates), stats.get("bpc"))
     return StageResult({"answers": answers_path, "stats": out / "stats.json"}, stats)
