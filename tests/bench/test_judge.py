@@ -152,11 +152,13 @@ def test_bench_stage_writes_fastchat_judgments_and_reruns_without_calls(scripted
     tok = load_tokenizer(model)
     set_chat_template(tok)
     tok.save_pretrained(model)
-    # Answers already on disk (as an interrupted run leaves them) are reused: only question 2 is answered now.
+    # Answers already on disk (as an interrupted run of the same model leaves them) are reused: only question 2
+    # is answered now. Another model's answer to question 2 is not.
     (tmp_path / "bench").mkdir()
-    done = {"question_id": 9, "model_id": "x", "category": "writing", "language": "en", "gate": None, "tstamp": 0,
-            "choices": [{"index": 0, "turns": ["The sea is calm tonight, and the moon is bright."]}]}
-    (tmp_path / "bench" / "answers.jsonl").write_text(json.dumps(done) + "\n")
+    done = {"question_id": 9, "model_id": f"{tmp_path.name}/model", "category": "writing", "language": "en", "gate": None,
+            "tstamp": 0, "choices": [{"index": 0, "turns": ["The sea is calm tonight, and the moon is bright."]}]}
+    other = {**done, "question_id": 2, "model_id": "another/model"}
+    (tmp_path / "bench" / "answers.jsonl").write_text(json.dumps(done) + "\n" + json.dumps(other) + "\n")
     cfg = BenchConfig(model=model, out_dir=tmp_path / "bench", question_ids=[2, 9], max_new_tokens=4, eval_chars=200,
                       judge={"base_url": url, "model": "judge-1"})
     stats = run(cfg).stats
