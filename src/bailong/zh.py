@@ -8,6 +8,7 @@ import re
 # CJK Unified Ideographs, Extension A, compatibility ideographs, and Extensions B-I (astral).
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
+_CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]+`", re.DOTALL)
 
 
 def _codes(text: str):
@@ -92,10 +93,27 @@ def to_simplified(text: str) -> str:
     return _converter("tw2sp").convert(text)
 
 
+def latin_count(text: str) -> int:
+    """Latin letters in text (words of A-Z/a-z).
+
+    >>> latin_count("臺北 MRT 101")
+    3
+    """
+    return sum(len(w) for w in _LATIN_WORD.findall(text))
+
+
 def detect_language(text: str) -> str:
-    """'zh', 'en' or 'unknown' by Han characters vs Latin words: enough to catch a wrong-language answer."""
+    """'zh', 'en' or 'unknown' by Han characters vs Latin words: enough to catch a wrong-language answer.
+    Code (fenced blocks and `inline` spans) is not prose and is left out.
+
+    >>> detect_language("用遞迴：```python def fib(n): return n if n < 2 else fib(n - 1) + fib(n - 2)```")
+    'zh'
+    >>> detect_language("42")
+    'unknown'
+    """
+    text = _CODE.sub(" ", text)
     han = han_count(text)
-    latin = sum(len(w) for w in _LATIN_WORD.findall(text))
+    latin = latin_count(text)
     if han == 0 and latin == 0:
         return "unknown"
     # One Han character carries roughly as much as 3 Latin letters.

@@ -14,7 +14,10 @@ from bailong.zh import detect_language, simplified_chars
     ("Yushan is the highest.", "zh-TW", "translation-zh-en", None),
     ("這是翻譯。", "en", "translation-en-zh", None),
     ("這是中文。", "en", "writing", "language: zh, expected en"),
-    ("", "en", "writing", "language: unknown, expected en"),
+    ("", "en", "writing", "empty"),
+    ("\ufffd\ufffd…", "zh-TW", "writing", "language: none, expected zh"),
+    ("42", "zh-TW", "arithmetic", None),  # a number is in no language, and not a wrong one
+    ("答案：\n```python\nprint(sum(range(10)))\n```", "zh-TW", "coding", None),  # code is not counted as English
 ])
 def test_gate(answer, language, category, expected):
     assert gate(answer, language, category) == expected

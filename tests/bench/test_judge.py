@@ -52,6 +52,19 @@ def test_judge_retries_and_ignores_a_forged_rating(fake_openai, monkeypatch):
     assert "[參考答案]\n玉山海拔 3,952 公尺。" in calls[-1]["messages"][1]["content"]
 
 
+def test_multi_turn_items_get_the_multi_turn_prompt(fake_openai, monkeypatch):
+    from bailong.bench.judge import SYSTEM_MULTI
+
+    url, calls, replies = fake_openai
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    replies.append((200, "有延續上一輪。評分：[[7]]"))
+    cfg = Endpoint(base_url=url, model="judge-1", max_retries=0)
+    rating, _ = judge(make_client(cfg), cfg, ["推薦一座山。", "那裡要怎麼去？"], ["玉山。", "搭車到塔塔加。"], None)
+    assert rating == 7
+    assert calls[-1]["messages"][0] == {"role": "system", "content": SYSTEM_MULTI}
+    assert "[使用者第 2 輪]\n那裡要怎麼去？\n\n[助理第 2 輪回答開始]\n搭車到塔塔加。" in calls[-1]["messages"][1]["content"]
+
+
 def test_remote_judge_needs_a_key_from_the_environment(monkeypatch):
     from bailong.config import BailongError
 

@@ -30,6 +30,8 @@ class BenchConfig(StageConfig):
     answer_endpoint: Endpoint | None = Field(None, description="answer the questions through this OpenAI-compatible endpoint "
                                              "(e.g. `bailong serve MODEL`, or vLLM) instead of generating with `model`")
     questions: str = Field("builtin:bailong-bench", description="FastChat question.jsonl, or builtin:bailong-bench")
+    reference_answers: Path | None = Field(None, description="FastChat reference answers (question_id, choices[0].turns) shown "
+                                           "to the judge, e.g. MT-Bench's reference_answer_gpt-4.jsonl")
     question_ids: list[int] | None = Field(None, description="evaluate only these question ids (default: all; [] for none, "
                                              "e.g. to run only bits/char and TMMLU)")
     out_dir: Path = Field(description="output folder")
@@ -52,7 +54,7 @@ class BenchConfig(StageConfig):
     tmmlu_per_subject: int | None = Field(None, gt=0, description="score at most this many questions per subject (default: all)")
 
     def input_paths(self) -> dict[str, Path]:
-        paths = {"model": self.model, "eval_corpus": self.eval_corpus, "tmmlu": self.tmmlu}
+        paths = {"model": self.model, "eval_corpus": self.eval_corpus, "tmmlu": self.tmmlu, "reference_answers": self.reference_answers}
         if not self.questions.startswith("builtin:"):
             paths["questions"] = Path(self.questions)
         return {k: v for k, v in paths.items() if v}

@@ -16,13 +16,17 @@ from tqdm import tqdm
 from bailong.bench.config import Endpoint
 from bailong.config import BailongError
 
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"  # 2: a separate multi-turn prompt
 SYSTEM = (
     "請扮演一位公正的評審，評估下方 AI 助理對使用者問題的回答品質。請考量回答的有用性、相關性、正確性、深度、"
     "創意與細節程度。規則：若回答使用的語言與使用者不同（英文對中文或中文對英文），除非使用者要求或該任務是翻譯，"
     "一律給 0 分；回答中只要出現任何簡體中文，一律給 0 分。請先簡短說明理由，盡量客觀，"
     "最後嚴格依照此格式輸出 0 到 10 的整數分數：「評分：[[5]]」。"
 )
+# Multi-turn items (Bailong-bench's 3-turn dialogues, MT-Bench's 2 turns) get their own prompt, as in
+# FastChat: the whole conversation is context, the last answer is what is rated.
+SYSTEM_MULTI = SYSTEM.replace("評估下方 AI 助理對使用者問題的回答品質。", "評估下方多輪對話中 AI 助理的表現，請著重評估助理對最後一輪問題的回答，"
+                              "並檢查它是否延續前面各輪的內容。")
 _RATING = re.compile(r"\[\[(\d{1,2})\]\]")
 
 
@@ -33,13 +37,11 @@ def render(turns: list[str], answers: list[str], reference: list[str] | None) ->
         parts.append(f"[使用者第 {i} 輪]\n{q}\n\n[助理第 {i} 輪回答開始]\n{a}\n[助理第 {i} 輪回答結束]")
     if reference:
         parts.append("[參考答案]\n" + "\n".join(reference))
-    if len(turns) > 1:
-        parts.append("請評估助理在整段多輪對話中的表現，特別是最後一輪。")
     return "\n\n".join(parts)
 
 
 def template_hash() -> str:
-    return hashlib.sha256((TEMPLATE_VERSION + SYSTEM).encode()).hexdigest()[:12]
+    return hashlib.sha256((TEMPLATE_VERSION + SYSTEM + SYSTEM_MULTI).encode()).hexdigest()[:12]
 
 
 _OWN_RATING = re.compile(r"(?:評分|Rating)\s*[:：]\s*\[\[(\d{1,2})\]\]")
@@ -92,7 +94,8 @@ def judge(client, cfg: Endpoint, turns: list[str], answers: list[str], reference
     """(rating or None, judge's reply). The openai client retries 429/5xx/timeouts with backoff."""
     reply = client.chat.completions.create(
         model=cfg.model,
-        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": render(turns, answers, reference)}],
+        messages=[{"role": "system", "content": SYSTEM_MULTI if len(turns) > 1 else SYSTEM},
+                  {"role": "user", "content": render(turns, answers, reference)}],
         temperature=0,
     )
     text = reply.choices[0].message.content or ""
@@ -127,7 +130,7 @@ def judge_answers(cfg: Endpoint, items: list[dict], cache_path: Path) -> tuple[l
             except Exception as exc:  # a per-item status, never a lost run; the key is not cached
                 status, score, text = "error", None, f"judge error: {type(exc).__name__}: {exc}"
         statuses[status] += 1
-        judgments.append({"question_id": item["question_id"], "model": item["model"], "judge": [cfg.model, f"bailong-zh-tw-{template_hash()}"],
+        judgments.append({"question_id": item["question_id"], "model": item["model"], "judge": [cfg.model, f"bailong-zh-tw-{'multi' if len(item['turns']) > 1 else 'single'}-{template_hash()}"],
                           "turn": len(item["turns"]), "judgment": text, "score": score, "status": status, "tstamp": time.time()})
     conn.close()
     return judgments, statuses

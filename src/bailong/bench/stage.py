@@ -27,7 +27,9 @@ from bailong.models import load_model, load_tokenizer
 log = logging.getLogger(__name__)
 
 
-def load_questions(ref: str, ids: list[int] | None) -> list[dict]:
+def load_questions(ref: str, ids: list[int] | None, references: Path | None = None) -> list[dict]:
+    """FastChat questions; a missing ``language`` is inferred from the first turn (MT-Bench has none),
+    and reference answers (FastChat's reference_answer/<model>.jsonl) are attached by question id."""
     if ref == "builtin:bailong-bench":
         path = Path(str(resources.files("bailong") / "data" / "bailong_bench" / "question.jsonl"))
     elif ref.startswith("builtin:"):
@@ -45,7 +47,10 @@ def load_questions(ref: str, ids: list[int] | None) -> list[dict]:
             assert isinstance(q["question_id"], int) and q["turns"] and all(isinstance(t, str) for t in q["turns"])
         except (ValueError, KeyError, TypeError, AssertionError):
             raise BailongError(f"{path}:{lineno}: not a FastChat question (question_id, turns)") from None
+        q.setdefault("language", checks.question_language(q["turns"]))
         questions.append(q)
+    if references is not None:
+        attach_references(questions, references)
     if ids is not None:
         known = {q["question_id"] for q in questions}
         missing = sorted(set(ids) - known)
@@ -53,6 +58,20 @@ def load_questions(ref: str, ids: list[int] | None) -> list[dict]:
             raise BailongError(f"question ids not in {path}: {missing}")
         questions = [q for q in questions if q["question_id"] in set(ids)]
     return questions
+
+
+def attach_references(questions: list[dict], path: Path) -> None:
+    if not Path(path).is_file():
+        raise BailongError(f"reference answers '{path}' do not exist")
+    by_id = {}
+    for lineno, row in enumerate(read_jsonl(path), 1):
+        try:
+            by_id[row["question_id"]] = row["choices"][0]["turns"]
+        except (KeyError, IndexError, TypeError):
+            raise BailongError(f"{path}:{lineno}: not a FastChat answer (question_id, choices[0].turns)") from None
+    for q in questions:
+        if "reference" not in q and q["question_id"] in by_id:
+            q["reference"] = by_id[q["question_id"]]
 
 
 @torch.inference_mode()
@@ -90,7 +109,7 @@ def run(cfg: BenchConfig) -> StageResult:
         raise BailongError("bench: 'model' (a model folder) or 'answer_endpoint' (an OpenAI-compatible server) is required")
     if cfg.model is None and (cfg.tmmlu or cfg.eval_corpus):
         raise BailongError("bench: TMMLU and bits/char score log-likelihoods and need 'model' (a model folder), not only an endpoint")
-    questions = load_questions(cfg.questions, cfg.question_ids)
+    questions = load_questions(cfg.questions, cfg.question_ids, cfg.reference_answers)
     model = tok = client = None
     if cfg.model is not None:
         model, tok = load_model(cfg.model), load_tokenizer(cfg.model)
@@ -116,7 +135,8 @@ def run(cfg: BenchConfig) -> StageResult:
             if q["question_id"] in done:
                 continue
             turns = answer_remote(client, cfg.answer_endpoint, q["turns"], cfg) if client else answer(model, tok, q["turns"], gen)
-            reason = next((r for r in (checks.gate(a, q.get("language", "zh-TW"), q.get("category", "")) for a in turns) if r), None)
+            lang_rule = not checks.mixed_language(q["turns"])
+            reason = next((r for r in (checks.gate(a, q["language"], q.get("category", ""), lang_rule) for a in turns) if r), None)
             row = {"question_id": q["question_id"], "model_id": model_id, "category": q.get("category"),
                    "language": q.get("language"), "choices": [{"index": 0, "turns": turns}], "gate": reason,
                    "tstamp": time.time()}
