@@ -36,6 +36,8 @@ class BenchConfig(StageConfig):
                                              "e.g. to run only bits/char and TMMLU)")
     out_dir: Path = Field(description="output folder")
     max_new_tokens: int = Field(128, gt=0, description="tokens generated per turn")
+    batch_size: int = Field(8, gt=0, description="questions answered together (left-padded batches), or concurrent "
+                            "requests to answer_endpoint")
     do_sample: bool = Field(False, description="sample (temperature/top_p/top_k) instead of greedy decoding")
     temperature: float = Field(0.6, gt=0, description="sampling temperature (Bailong's examples: 0.6)")
     top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling (Bailong: 0.9)")

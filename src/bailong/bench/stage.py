@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -75,16 +76,27 @@ def attach_references(questions: list[dict], path: Path) -> None:
 
 
 @torch.inference_mode()
-def answer(model, tok, turns: list[str], gen_kwargs: dict) -> list[str]:
-    """Answer each user turn in order, the earlier turns and answers kept as context."""
-    messages, answers = [], []
-    for turn in turns:
-        messages.append({"role": "user", "content": turn})
-        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        out = model.generate(**enc.to(model.device), **gen_kwargs, pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-        messages.append({"role": "assistant", "content": text})
-        answers.append(text)
+def answer(model, tok, conversations: list[list[str]], gen_kwargs: dict) -> list[list[str]]:
+    """Answer each conversation's user turns in order, the earlier turns and answers kept as context.
+    The conversations are generated together, turn by turn, left-padded in one batch."""
+    side, tok.padding_side = tok.padding_side, "left"
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    messages: list[list[dict]] = [[] for _ in conversations]
+    answers: list[list[str]] = [[] for _ in conversations]
+    try:
+        for t in range(max(map(len, conversations))):
+            live = [i for i, turns in enumerate(conversations) if t < len(turns)]
+            for i in live:
+                messages[i].append({"role": "user", "content": conversations[i][t]})
+            prompts = [tok.apply_chat_template(messages[i], add_generation_prompt=True, tokenize=False) for i in live]
+            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            out = model.generate(**enc, **gen_kwargs, pad_token_id=pad)
+            for i, row in zip(live, out[:, enc["input_ids"].shape[1]:]):
+                text = tok.decode(row, skip_special_tokens=True).strip()
+                messages[i].append({"role": "assistant", "content": text})
+                answers[i].append(text)
+    finally:
+        tok.padding_side = side
     return answers
 
 
@@ -131,18 +143,26 @@ def run(cfg: BenchConfig) -> StageResult:
     # Answers of an interrupted run of the same model are reused; another model's are not.
     done = {r["question_id"]: r for r in read_jsonl(answers_path) if r.get("model_id") == model_id} if answers_path.exists() else {}
     with open(answers_path, "a", encoding="utf-8") as f:
-        for q in tqdm(questions, desc="bench answers", unit=" questions"):
-            if q["question_id"] in done:
-                continue
-            turns = answer_remote(client, cfg.answer_endpoint, q["turns"], cfg) if client else answer(model, tok, q["turns"], gen)
-            lang_rule = not checks.mixed_language(q["turns"])
-            reason = next((r for r in (checks.gate(a, q["language"], q.get("category", ""), lang_rule) for a in turns) if r), None)
-            row = {"question_id": q["question_id"], "model_id": model_id, "category": q.get("category"),
-                   "language": q.get("language"), "choices": [{"index": 0, "turns": turns}], "gate": reason,
-                   "tstamp": time.time()}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            done[q["question_id"]] = row
+        pending = [q for q in questions if q["question_id"] not in done]
+        bar = tqdm(total=len(questions), initial=len(questions) - len(pending), desc="bench answers", unit=" questions")
+        for start in range(0, len(pending), cfg.batch_size):
+            chunk = pending[start : start + cfg.batch_size]
+            if client is not None:  # concurrent requests: a vLLM server batches them
+                with ThreadPoolExecutor(max_workers=len(chunk)) as pool:
+                    all_turns = list(pool.map(lambda q: answer_remote(client, cfg.answer_endpoint, q["turns"], cfg), chunk))
+            else:
+                all_turns = answer(model, tok, [q["turns"] for q in chunk], gen)
+            for q, turns in zip(chunk, all_turns):
+                lang_rule = not checks.mixed_language(q["turns"])
+                reason = next((r for r in (checks.gate(a, q["language"], q.get("category", ""), lang_rule) for a in turns) if r), None)
+                row = {"question_id": q["question_id"], "model_id": model_id, "category": q.get("category"),
+                       "language": q.get("language"), "choices": [{"index": 0, "turns": turns}], "gate": reason,
+                       "tstamp": time.time()}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done[q["question_id"]] = row
+            f.flush()  # a killed run keeps every finished batch
+            bar.update(len(chunk))
+        bar.close()
     rows = [done[q["question_id"]] for q in questions]
 
     if cfg.judge is not None:
@@ -156,7 +176,7 @@ def run(cfg: BenchConfig) -> StageResult:
         write_jsonl(out / "judgments.jsonl", judgments)
 
     gates = Counter((r["gate"] or "pass").split(":")[0] for r in rows)
-    stats: dict = {"questions": len(rows), "decoding": gen, "gate": dict(gates)}
+    stats: dict = {"questions": len(rows), "decoding": {**gen, "batch_size": cfg.batch_size}, "gate": dict(gates)}
     if cfg.judge is not None:
         stats["judge_status"] = dict(statuses)
         stats["judge_problems"] = [f"question {j['question_id']}: {j['status']}: {j['judgment'][:200]}"
