@@ -88,6 +88,15 @@ def write_report(run_dir: Path, manifests: dict[str, dict]) -> Path:
             lines += [f"- TMMLU ({t['shots']}-shot, {t['questions']} questions in {t['subjects']} subjects): accuracy "
                       f"{t['accuracy_macro']:.1%} (mean of subjects), {t['accuracy_micro']:.1%} (all questions); "
                       f"random guessing {t['random_baseline']:.0%}"]
+        if "drcd" in b:
+            d = b["drcd"]
+            lines += [f"- DRCD-style reading comprehension ({d['questions']} questions): exact match {d['exact_match']}, "
+                      f"F1 {d['f1']} (characters, punctuation ignored)"]
+        if "translation" in b:
+            t = b["translation"]
+            lines += [f"- translation ({t['pairs']} pairs each way): EN->zh-TW BLEU {t['en-zh']['bleu']} / chrF {t['en-zh']['chrf']} "
+                      f"({t['en-zh']['outputs_with_simplified']} outputs with Simplified characters); zh-TW->EN BLEU "
+                      f"{t['zh-en']['bleu']} / chrF {t['zh-en']['chrf']}"]
         if "judge_status" in b:
             lines += [f"- judge calls by status: {b['judge_status']}"]
             lines += [f"  - {p}" for p in b.get("judge_problems", [])]

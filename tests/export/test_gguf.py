@@ -84,3 +84,12 @@ def test_unsupported_architecture_and_oversized_tokenizer_are_refused(tiny_base,
     with pytest.raises(BailongError, match="the tokenizer has 357 tokens but the model only 100 embedding rows"):
         export_gguf(other, tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_llama_cpp_reads_and_runs_the_export(tiny_embedded, tmp_path):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (optional: pip install llama-cpp-python)")
+    out = tmp_path / "tiny.gguf"
+    export_gguf(tiny_embedded, out, "f16")
+    check = verify_gguf(tiny_embedded, out, default_samples() + ZH, logits=True)
+    assert check["llama_cpp_same_ids"] == check["samples"]
+    assert check["llama_cpp_max_abs_logit_diff"] < 0.01 and check["llama_cpp_same_argmax"] == 1.0

@@ -53,10 +53,17 @@ class BenchConfig(StageConfig):
     tmmlu: Path | None = Field(None, description="TMMLU-style folder (subjects/<subject>/data.csv) for multiple-choice "
                                "accuracy by log-likelihood, e.g. ../shared/data/eval/tmmlu")
     tmmlu_shots: int = Field(0, ge=0, description="demonstrations per prompt (each subject's first k questions, not scored)")
+    drcd: Path | None = Field(None, description="DRCD/SQuAD JSON, or chat JSONL whose assistant turns are gold answers (e.g. "
+                              "../shared/data/sft/drcd_dev_multiturn_qa.jsonl), for extractive QA exact match and F1")
+    drcd_limit: int | None = Field(300, gt=0, description="score at most this many questions (null: all)")
+    translation: list[Path] | None = Field(None, description="[english.txt, zh_tw.txt], line-aligned, for EN->zh-TW and "
+                                           "zh-TW->EN BLEU and chrF (sacrebleu), e.g. ../shared/data/parallel/tw_laws_sample3000.*")
+    translation_limit: int | None = Field(100, gt=0, description="translate at most this many pairs each way (null: all)")
     tmmlu_per_subject: int | None = Field(None, gt=0, description="score at most this many questions per subject (default: all)")
 
     def input_paths(self) -> dict[str, Path]:
-        paths = {"model": self.model, "eval_corpus": self.eval_corpus, "tmmlu": self.tmmlu, "reference_answers": self.reference_answers}
+        paths = {"model": self.model, "eval_corpus": self.eval_corpus, "tmmlu": self.tmmlu, "reference_answers": self.reference_answers,
+                 "drcd": self.drcd, **{f"translation_{i}": p for i, p in enumerate(self.translation or [])}}
         if not self.questions.startswith("builtin:"):
             paths["questions"] = Path(self.questions)
         return {k: v for k, v in paths.items() if v}

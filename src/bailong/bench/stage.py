@@ -76,28 +76,30 @@ def attach_references(questions: list[dict], path: Path) -> None:
 
 
 @torch.inference_mode()
-def answer(model, tok, conversations: list[list[str]], gen_kwargs: dict) -> list[list[str]]:
-    """Answer each conversation's user turns in order, the earlier turns and answers kept as context.
-    The conversations are generated together, turn by turn, left-padded in one batch."""
+def generate_batch(model, tok, conversations: list[list[dict]], gen_kwargs: dict) -> list[str]:
+    """The next assistant message of each conversation, generated together (left-padded)."""
     side, tok.padding_side = tok.padding_side, "left"
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    messages: list[list[dict]] = [[] for _ in conversations]
-    answers: list[list[str]] = [[] for _ in conversations]
     try:
-        for t in range(max(map(len, conversations))):
-            live = [i for i, turns in enumerate(conversations) if t < len(turns)]
-            for i in live:
-                messages[i].append({"role": "user", "content": conversations[i][t]})
-            prompts = [tok.apply_chat_template(messages[i], add_generation_prompt=True, tokenize=False) for i in live]
-            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            out = model.generate(**enc, **gen_kwargs, pad_token_id=pad)
-            for i, row in zip(live, out[:, enc["input_ids"].shape[1]:]):
-                text = tok.decode(row, skip_special_tokens=True).strip()
-                messages[i].append({"role": "assistant", "content": text})
-                answers[i].append(text)
+        prompts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in conversations]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        out = model.generate(**enc, **gen_kwargs, pad_token_id=pad)
     finally:
         tok.padding_side = side
-    return answers
+    return [tok.decode(row, skip_special_tokens=True).strip() for row in out[:, enc["input_ids"].shape[1]:]]
+
+
+def answer(model, tok, conversations: list[list[str]], gen_kwargs: dict) -> list[list[str]]:
+    """Answer each conversation's user turns in order, the earlier turns and the model's own answers kept
+    as context; the conversations are generated together, turn by turn."""
+    messages: list[list[dict]] = [[] for _ in conversations]
+    for t in range(max(map(len, conversations))):
+        live = [i for i, turns in enumerate(conversations) if t < len(turns)]
+        for i in live:
+            messages[i].append({"role": "user", "content": conversations[i][t]})
+        for i, text in zip(live, generate_batch(model, tok, [messages[i] for i in live], gen_kwargs)):
+            messages[i].append({"role": "assistant", "content": text})
+    return [[m["content"] for m in conv if m["role"] == "assistant"] for conv in messages]
 
 
 def answer_remote(client, endpoint: Endpoint, turns: list[str], cfg: BenchConfig) -> list[str]:
@@ -119,8 +121,10 @@ def answer_remote(client, endpoint: Endpoint, turns: list[str], cfg: BenchConfig
 def run(cfg: BenchConfig) -> StageResult:
     if cfg.model is None and cfg.answer_endpoint is None:
         raise BailongError("bench: 'model' (a model folder) or 'answer_endpoint' (an OpenAI-compatible server) is required")
-    if cfg.model is None and (cfg.tmmlu or cfg.eval_corpus):
-        raise BailongError("bench: TMMLU and bits/char score log-likelihoods and need 'model' (a model folder), not only an endpoint")
+    if cfg.model is None and (cfg.tmmlu or cfg.eval_corpus or cfg.drcd or cfg.translation):
+        raise BailongError("bench: bits/char, TMMLU, DRCD and translation run on 'model' (a model folder), not on an endpoint")
+    if cfg.translation is not None and len(cfg.translation) != 2:
+        raise BailongError("bench: translation takes two line-aligned files, [english.txt, zh_tw.txt]")
     questions = load_questions(cfg.questions, cfg.question_ids, cfg.reference_answers)
     model = tok = client = None
     if cfg.model is not None:
@@ -196,6 +200,15 @@ def run(cfg: BenchConfig) -> StageResult:
         subjects, problems = read_tmmlu(cfg.tmmlu)
         stats["tmmlu"] = {**accuracy(model, tok, subjects, cfg.tmmlu_shots, cfg.tmmlu_per_subject),
                           "skipped": len(problems), "skipped_examples": problems[:10]}
+    if cfg.drcd is not None:
+        from bailong.bench import extractive
+
+        items, problems = extractive.read_qa(cfg.drcd, cfg.drcd_limit)
+        stats["drcd"] = {**extractive.evaluate(model, tok, items, cfg.batch_size), "skipped": len(problems), "skipped_examples": problems[:10]}
+    if cfg.translation is not None:
+        from bailong.bench import translation
+
+        stats["translation"] = translation.evaluate(model, tok, translation.read_pairs(*cfg.translation, cfg.translation_limit), cfg.batch_size)
     stats["samples"] = [{"question_id": q["question_id"], "question": q["turns"][0], "answer": r["choices"][0]["turns"][0], "gate": r["gate"]}
                         for q, r in zip(questions, rows)]
     write_json(out / "stats.json", stats)

@@ -272,29 +272,71 @@ def verify_gguf(model_dir: Path, path: Path, samples: list[str], logits: bool = 
         # prefix on text starting with a space; llama.cpp keeps it, like sentencepiece. So the file's own
         # pieces, scores and types are also run through sentencepiece itself.
         report["sentencepiece_same_ids"] = _sentencepiece_check(model_dir, reader, samples, expected)
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        report["llama_cpp"] = "not installed (pip install llama-cpp-python to compare llama.cpp's tokenizer too)"
-    else:
-        llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
-        same = sum(llm.tokenize(s.encode("utf-8"), add_bos=False, special=False) == ids for s, ids in zip(samples, expected))
-        report["llama_cpp_same_ids"] = same
+    probe = max(expected[:100], key=len)[:64] or [0]  # a zh-TW sample, for the logits
+    reference = None
     if logits:
         import torch
+        from transformers import AutoModelForCausalLM
 
         from bailong.models import load_model
 
-        model = load_model(model_dir)
-        from transformers import AutoModelForCausalLM
-
-        reloaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True)
-        ids = torch.tensor([expected[0][:64] or [0]])
         with torch.inference_mode():
-            a, b = model(ids).logits, reloaded(ids).logits
-        report["max_abs_logit_diff"] = float((a - b).abs().max())
-        report["same_argmax"] = float((a.argmax(-1) == b.argmax(-1)).float().mean())
+            reference = load_model(model_dir)(torch.tensor([probe])).logits[0]
+            reloaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True)
+            back_logits = reloaded(torch.tensor([probe])).logits[0]
+        report["max_abs_logit_diff"] = float((reference - back_logits).abs().max())
+        report["same_argmax"] = float((reference.argmax(-1) == back_logits.argmax(-1)).float().mean())
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        report["llama_cpp"] = "not installed (pip install llama-cpp-python to check with llama.cpp itself)"
+        return report
+    # In a child process: a crash inside llama.cpp's native code must not take the export down with it.
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps({"path": str(path), "samples": samples, "expected": expected, "probe": probe,
+                                   "out": str(Path(tmp) / "out.json")}), encoding="utf-8")
+        if reference is not None:
+            np.save(Path(tmp) / "reference.npy", reference.numpy())
+        child = subprocess.run([sys.executable, "-c", "import sys; from bailong.export.gguf import _llama_cpp_job; _llama_cpp_job(sys.argv[1])",
+                                str(job)], capture_output=True, text=True)
+        if child.returncode == 0:
+            report |= json.loads((Path(tmp) / "out.json").read_text())
+        else:
+            rc, last = child.returncode, (child.stderr.strip().splitlines() or [""])[-1][:200]
+            report["llama_cpp"] = f"llama.cpp failed on the file ({f'signal {-rc}' if rc < 0 else f'exit status {rc}'})" + (f": {last}" if last else "")
     return report
+
+
+def _llama_cpp_job(job_path: str) -> None:
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    ref_path = Path(job_path).parent / "reference.npy"
+    reference = np.load(ref_path) if ref_path.exists() else None
+    out = _llama_cpp_check(Path(job["path"]), job["samples"], job["expected"], job["probe"], reference)
+    Path(job["out"]).write_text(json.dumps(out), encoding="utf-8")
+
+
+def _llama_cpp_check(path: Path, samples: list[str], expected: list[list[int]], probe: list[int], reference) -> dict:
+    """llama.cpp's own tokenization of the samples, and with `reference` logits its forward pass on `probe`."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), vocab_only=reference is None, logits_all=reference is not None, n_ctx=max(256, 2 * len(probe)),
+                verbose=False)
+    try:
+        out = {"llama_cpp_same_ids": sum(llm.tokenize(s.encode("utf-8"), add_bos=False, special=False) == ids
+                                         for s, ids in zip(samples, expected))}
+        if reference is not None:
+            llm.eval(probe)
+            scores = np.asarray(llm.scores[: len(probe)])[:, : reference.shape[-1]]
+            out["llama_cpp_max_abs_logit_diff"] = float(np.abs(scores - reference).max())
+            out["llama_cpp_same_argmax"] = float((scores.argmax(-1) == reference.argmax(-1)).mean())
+    finally:
+        llm.close()
+    return out
 
 
 def _sentencepiece_check(model_dir: Path, reader, samples: list[str], expected: list[list[int]]) -> int:
@@ -331,7 +373,8 @@ def export_and_verify(model_dir: Path, out: Path, outtype: str = "f16", pre: str
     summary = export_gguf(model_dir, out, outtype, pre)
     check = verify_gguf(model_dir, out, samples, logits)
     write_json(Path(str(out) + ".json"), {"export": summary, "verify": check})
-    exact = check.get("sentencepiece_same_ids", check["transformers_same_ids"])
+    # The strictest reader available decides: llama.cpp itself, else sentencepiece on the file's pieces, else transformers.
+    exact = check.get("llama_cpp_same_ids", check.get("sentencepiece_same_ids", check["transformers_same_ids"]))
     if exact != len(samples):
         raise BailongError(f"GGUF export: the file's tokenizer gives different ids on {len(samples) - exact} of {len(samples)} "
                            f"samples (e.g. {check['mismatch_examples'][:1]}); see {out}.json")
