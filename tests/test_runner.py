@@ -111,6 +111,8 @@ def test_report_summarizes_every_stage(first_run):
         assert heading in report
     assert "| after zip-tie init |" in report
     assert (recipe.run_dir / "bpc.png").stat().st_size > 0
+    html = (recipe.run_dir / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Bench</h2>" in html and '<img alt="bits per character" src="bpc.png"' in html
 
 
 def test_paper_recipe_and_accelerate_configs_are_valid():

@@ -248,6 +248,19 @@ def _compare_command():
 stage_groups["embed"].add_command(_compare_command())
 
 
+@stage_groups["bench"].command("compare")
+@click.argument("runs", nargs=-1, required=True, metavar="[LABEL=]BENCH_DIR...")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/bench-comparison"), show_default=True,
+              help="Folder for comparison.md, comparison.html and categories.png.")
+def bench_compare(runs: tuple[str, ...], out_dir: Path) -> None:
+    """Put several bench outputs side by side (e.g. base=runs/a/bench adapted=runs/b/bench): every metric
+    they have, per language and per category, as markdown and HTML with a plot. Nothing is re-run."""
+    from bailong.bench.compare import write_comparison
+
+    for key, path in write_comparison(list(runs), out_dir).items():
+        click.echo(f"{key}: {path}")
+
+
 @stage_groups["vocab"].command("stats")
 @click.option("--tokenizer", "tokenizers", multiple=True, required=True, metavar="NAME=PATH",
               help="A tokenizer to measure: a model/tokenizer folder or built-in name, optionally named (llama2=path). Repeatable.")

@@ -1,4 +1,4 @@
-"""The end-of-run report: a markdown page and a bits/char plot in the run directory."""
+"""The end-of-run report: a markdown page (and the same as HTML) with plots, in the run directory."""
 
 from __future__ import annotations
 
@@ -100,9 +100,19 @@ def write_report(run_dir: Path, manifests: dict[str, dict]) -> Path:
         if "judge_status" in b:
             lines += [f"- judge calls by status: {b['judge_status']}"]
             lines += [f"  - {p}" for p in b.get("judge_problems", [])]
+        if b.get("by_category"):
+            judged = any("judge_mean" in e for e in b["by_category"].values())
+            lines += ["", "| category | questions | gate pass rate |" + (" judge mean |" if judged else ""),
+                      "| --- | --- | --- |" + (" --- |" if judged else "")]
+            lines += [f"| {c} | {e['questions']} | {e['pass_rate']} |" + (f" {e.get('judge_mean', '')} |" if judged else "")
+                      for c, e in b["by_category"].items()]
         lines += ["", "### Sample generations", ""]
         for sample in b["samples"]:
             q = sample["question"].replace("\n", " ")
             a = sample["answer"].replace("\n", " ") or "(empty)"
             lines += [f"**Q{sample['question_id']}** {q}", "", f"> {a}", "", f"gate: {sample['gate'] or 'pass'}", ""]
-    return write_text(run_dir / "report.md", "\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    from bailong.bench.compare import to_html
+
+    write_text(run_dir / "report.html", to_html(text, f"bailong run report: {run_dir}"))
+    return write_text(run_dir / "report.md", text)

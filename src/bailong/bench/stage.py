@@ -118,6 +118,19 @@ def answer_remote(client, endpoint: Endpoint, turns: list[str], cfg: BenchConfig
     return answers
 
 
+def by_category(rows: list[dict]) -> dict[str, dict]:
+    """Questions, gate pass rate and (when judged) mean judge score per category."""
+    out = {}
+    for cat in sorted({r["category"] or "none" for r in rows}):
+        mine = [r for r in rows if (r["category"] or "none") == cat]
+        entry = {"questions": len(mine), "pass_rate": round(sum(not r["gate"] for r in mine) / len(mine), 3)}
+        scored = [r["score"] for r in mine if r.get("score") is not None]
+        if scored:
+            entry["judge_mean"] = round(sum(scored) / len(scored), 2)
+        out[cat] = entry
+    return out
+
+
 def run(cfg: BenchConfig) -> StageResult:
     if cfg.model is None and cfg.answer_endpoint is None:
         raise BailongError("bench: 'model' (a model folder) or 'answer_endpoint' (an OpenAI-compatible server) is required")
@@ -191,6 +204,7 @@ def run(cfg: BenchConfig) -> StageResult:
         scored = [r["score"] for r in mine if r.get("score") is not None]
         if scored:
             stats[f"judge_mean_{lang}"] = round(sum(scored) / len(scored), 2)
+    stats["by_category"] = by_category(rows)
     if model is not None:  # bits/char and TMMLU score log-likelihoods: they need the weights, not an endpoint
         zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
         stats["bpc"] = bpc_zh_en(model, tok, zh, [english_sample(cfg.eval_chars)], "bench")
