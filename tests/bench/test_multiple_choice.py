@@ -61,3 +61,23 @@ def test_batched_left_padded_scores_equal_one_prompt_at_a_time(tiny_tmmlu, tiny_
     together = letter_scores(model, tok, prompts, batch_size=4)
     alone = torch.cat([letter_scores(model, tok, [p], batch_size=1) for p in prompts])
     assert torch.allclose(together, alone, atol=1e-4)
+
+
+def test_json_choice_files_in_several_shapes(tmp_path):
+    import json
+
+    from bailong.bench.multiple_choice import read_choices_file
+
+    rows = [{"question": "臺灣最高的山？", "choices": ["玉山", "雪山", "合歡山", "阿里山"], "answer": "A", "subject": "地理"},
+            {"question": "臺北101 在哪個城市？", "A": "臺北", "B": "新北", "C": "桃園", "D": "基隆", "answer": 0},
+            {"question": "二選一？", "choices": ["是", "否"], "answer": "A"}]
+    path = tmp_path / "ttqa.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    subjects, problems = read_choices_file(path)
+    assert {k: [i["answer"] for i in v] for k, v in subjects.items()} == {"地理": ["A"], "ttqa": ["A"]}
+    assert subjects["ttqa"][0]["choices"] == {"A": "臺北", "B": "新北", "C": "桃園", "D": "基隆"}
+    assert problems == [f"{path}:3: not a question with four choices and an answer letter or index"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(Exception, match="bad.jsonl: not JSON/JSONL"):
+        read_choices_file(bad)

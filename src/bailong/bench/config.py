@@ -50,8 +50,9 @@ class BenchConfig(StageConfig):
     judge_cache: Path | None = Field(None, description="SQLite cache of judgments (default: out_dir/judge_cache.sqlite); "
                                      "share one between runs to never pay twice for the same judgment")
     seed: int = Field(0, description="sampling seed")
-    tmmlu: Path | None = Field(None, description="TMMLU-style folder (subjects/<subject>/data.csv) for multiple-choice "
-                               "accuracy by log-likelihood, e.g. ../shared/data/eval/tmmlu")
+    tmmlu: Path | None = Field(None, description="multiple-choice accuracy by log-likelihood: a TMMLU-style folder "
+                               "(subjects/<subject>/data.csv, e.g. ../shared/data/eval/tmmlu) or a TTQA/MMLU-style JSON/JSONL "
+                               "file (question, choices, answer, optional subject)")
     tmmlu_shots: int = Field(0, ge=0, description="demonstrations per prompt (each subject's first k questions, not scored)")
     drcd: Path | None = Field(None, description="DRCD/SQuAD JSON, or chat JSONL whose assistant turns are gold answers (e.g. "
                               "../shared/data/sft/drcd_dev_multiturn_qa.jsonl), for extractive QA exact match and F1")

@@ -1,4 +1,5 @@
-"""Multiple-choice accuracy by log-likelihood on TMMLU-style files (52 subjects of Taiwanese exams).
+"""Multiple-choice accuracy by log-likelihood on TMMLU-style files (52 subjects of Taiwanese exams),
+or TTQA/MMLU-style JSON.
 
 Layout read: ``<folder>/subjects/<subject>/data.csv`` (or ``<folder>/<subject>/data.csv``) with the
 answer letter in ``content.A`` and the question, its choices written inline as ``(A)...(B)...
@@ -46,6 +47,40 @@ def read_tmmlu(folder: Path) -> tuple[dict[str, list[dict]], list[str]]:
                 items.append({"question": parts[0].strip(), "choices": choices, "answer": answer, "where": f"{path}:{row_no}"})
         if items:
             subjects[path.parent.name] = items
+    return subjects, problems
+
+
+def read_choices_file(path: Path) -> tuple[dict[str, list[dict]], list[str]]:
+    """TTQA/MMLU-style JSON (a list) or JSONL of four-choice questions, grouped by ``subject`` (or
+    ``category``). Choices are ``choices`` (a list of 4, or {A..D}) or top-level A-D keys; ``answer``
+    is a letter or an index 0-3. Anything else is skipped and listed as file:item: reason."""
+    import json
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        rows = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise BailongError(f"{path}: not JSON/JSONL ({exc})") from None
+    subjects: dict[str, list[dict]] = {}
+    problems = []
+    for n, row in enumerate(rows if isinstance(rows, list) else [], 1):
+        choices = row.get("choices") if isinstance(row, dict) else None
+        if isinstance(choices, dict):
+            choices = [choices.get(k) for k in LETTERS]
+        elif choices is None and isinstance(row, dict):
+            choices = [row.get(k) for k in LETTERS]
+        answer = row.get("answer") if isinstance(row, dict) else None
+        answer = LETTERS[answer] if isinstance(answer, int) and 0 <= answer < 4 else str(answer).strip().upper()
+        if not isinstance(row, dict) or not row.get("question") or not isinstance(choices, list) or len(choices) != 4 \
+                or not all(isinstance(c, str) and c for c in choices) or answer not in LETTERS:
+            problems.append(f"{path}:{n}: not a question with four choices and an answer letter or index")
+            continue
+        subject = str(row.get("subject") or row.get("category") or path.stem)
+        subjects.setdefault(subject, []).append({"question": row["question"].strip(), "choices": dict(zip(LETTERS, choices)),
+                                                 "answer": answer, "where": f"{path}:{n}"})
+    if not subjects:
+        raise BailongError(f"{path}: no four-choice question found")
     return subjects, problems
 
 

@@ -209,9 +209,9 @@ def run(cfg: BenchConfig) -> StageResult:
         zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
         stats["bpc"] = bpc_zh_en(model, tok, zh, [english_sample(cfg.eval_chars)], "bench")
     if cfg.tmmlu is not None and model is not None:
-        from bailong.bench.multiple_choice import accuracy, read_tmmlu
+        from bailong.bench.multiple_choice import accuracy, read_choices_file, read_tmmlu
 
-        subjects, problems = read_tmmlu(cfg.tmmlu)
+        subjects, problems = read_tmmlu(cfg.tmmlu) if cfg.tmmlu.is_dir() else read_choices_file(cfg.tmmlu)
         stats["tmmlu"] = {**accuracy(model, tok, subjects, cfg.tmmlu_shots, cfg.tmmlu_per_subject),
                           "skipped": len(problems), "skipped_examples": problems[:10]}
     if cfg.drcd is not None:
