@@ -160,3 +160,15 @@ def test_per_source_filter_overrides(tmp_path):
     assert s["per_source"]["other.jsonl"]["dropped:top_4gram"] == 1
     with pytest.raises(ValueError, match=r"sources\[x\]\.filters: min_charz: Extra inputs are not permitted"):
         CorpusConfig(sources=[{"path": "x", "filters": {"min_charz": 1}}], out_dir=tmp_path / "o")
+
+
+def test_ray_executor_gives_the_same_output_as_local(tmp_path, zh_texts):
+    pytest.importorskip("ray", reason="ray is not installed (optional: pip install ray, for the corpus stage on a Ray cluster)")
+    for k in range(4):
+        _jsonl(tmp_path / f"in{k}.jsonl", zh_texts[k::4])
+    cfg = dict(sources=[{"path": str(tmp_path / "in*.jsonl")}], heldout_fraction=0.1)
+    local = run(CorpusConfig(out_dir=tmp_path / "local", executor={"tasks": 2, "workers": 1}, **cfg))
+    ray = run(CorpusConfig(out_dir=tmp_path / "ray", executor={"kind": "ray", "tasks": 2, "workers": 2}, **cfg))
+    for split in ("train", "heldout"):
+        assert _texts(tmp_path / "local" / split) == _texts(tmp_path / "ray" / split)
+    assert local.stats == ray.stats
