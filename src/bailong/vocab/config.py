@@ -24,7 +24,8 @@ class VocabConfig(StageConfig):
     learned: Path | None = Field(None, description="a learned.txt from `bailong vocab train` to extend with instead of training")
     max_piece_chars: int = Field(
         4, gt=0, description="longest learned piece in characters (most Chinese words have 1-4; longer legal "
-        "boilerplate phrases waste the budget)"
+        "boilerplate phrases waste the budget). On a few MB of training text 2 generalizes better (measured on "
+        "DRCD: 0.765 vs 0.789 tokens/char)"
     )
     min_frequency: int = Field(2, ge=1, description="byte-level BPE: a learned merge must occur at least this often")
     max_train_chars: int | None = Field(None, gt=0, description="learn from at most this many corpus characters")
