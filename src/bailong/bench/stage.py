@@ -86,7 +86,8 @@ def generate_batch(model, tok, conversations: list[list[dict]], gen_kwargs: dict
         out = model.generate(**enc, **gen_kwargs, pad_token_id=pad)
     finally:
         tok.padding_side = side
-    return [tok.decode(row, skip_special_tokens=True).strip() for row in out[:, enc["input_ids"].shape[1]:]]
+    # A reply cut off by max_new_tokens can end inside a character's bytes; that decodes to U+FFFD, not text.
+    return [tok.decode(row, skip_special_tokens=True).rstrip("\ufffd").strip() for row in out[:, enc["input_ids"].shape[1]:]]
 
 
 def answer(model, tok, conversations: list[list[str]], gen_kwargs: dict) -> list[list[str]]:
