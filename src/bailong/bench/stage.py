@@ -113,7 +113,7 @@ def answer_remote(client, endpoint: Endpoint, turns: list[str], cfg: BenchConfig
         messages.append({"role": "user", "content": turn})
         reply = client.chat.completions.create(model=endpoint.model, messages=messages, max_tokens=cfg.max_new_tokens,
                                                extra_body=extra, **sampling)
-        text = (reply.choices[0].message.content or "").strip()
+        text = (reply.choices[0].message.content or "").rstrip("\ufffd").strip()  # as generate_batch does
         messages.append({"role": "assistant", "content": text})
         answers.append(text)
     return answers
