@@ -43,3 +43,23 @@ def test_bad_question_and_reference_files(tmp_path):
     refs.write_text(json.dumps({"question_id": 1, "choices": []}) + "\n", encoding="utf-8")
     with pytest.raises(BailongError, match=r"refs.jsonl:1: not a FastChat answer"):
         load_questions(str(good), None, refs)
+
+
+def test_mt_bench_runs_through_the_bench_stage(tiny_embedded, shared_data, tmp_path):
+    import shutil
+
+    from bailong.bench import BenchConfig, run
+    from bailong.models import load_tokenizer
+    from bailong.sft.data import set_chat_template
+
+    model = shutil.copytree(tiny_embedded, tmp_path / "model")
+    tok = load_tokenizer(model)
+    set_chat_template(tok)
+    tok.save_pretrained(model)
+    mt = shared_data / "eval" / "mt_bench" / "converted_zh_tw"
+    stats = run(BenchConfig(model=model, out_dir=tmp_path / "bench", questions=str(mt / "question.jsonl"),
+                            reference_answers=mt / "reference_answer_gpt-4.jsonl", question_ids=[81, 90], max_new_tokens=4,
+                            eval_chars=100)).stats
+    rows = [json.loads(line) for line in (tmp_path / "bench" / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["question_id"], len(r["choices"][0]["turns"])) for r in rows] == [(81, 2), (90, 2)]
+    assert stats["questions"] == 2 and set(stats["by_category"]) == {"writing"}
