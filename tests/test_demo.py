@@ -21,9 +21,10 @@ def test_demo_end_to_end(tmp_path):
 
     report = (run_dir / "report.md").read_text(encoding="utf-8")
     for heading in ("## Corpus", "## Vocabulary", "## Bits per character (held-out)", "## pretrain", "## sft", "## preference",
-                    "### Sample generations"):
+                    "### Side by side\n\n| metric | preference | base |", "### Sample generations"):
         assert heading in report
     assert (run_dir / "bpc.png").stat().st_size > 0
+    assert (run_dir / "report.html").stat().st_size > 0 and (run_dir / "bench" / "categories.png").stat().st_size > 0
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -23,11 +23,12 @@ def recipe_file(tmp_path_factory, tiny_base, zh_corpus):
             "pretrain": {"block_size": 64, "eval_chars": 300, "train": {"max_steps": 2, "batch_size": 2}},
             "sft": {"max_length": 128, "eval_chars": 300, "train": {"max_steps": 2, "batch_size": 2}},
             "preference": {"max_length": 512, "eval_chars": 300, "train": {"max_steps": 2, "batch_size": 2}},
-            "bench": {"question_ids": [104, 113], "max_new_tokens": 8, "eval_chars": 300},
+            "bench": {"question_ids": [104, 113], "max_new_tokens": 8, "eval_chars": 300,
+                      "compare_models": {"base": "base", "after sft": "sft"}},
         },
     }
     path = root / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))
     return path
 
 
@@ -54,6 +55,12 @@ def test_every_stage_ran_and_recorded_a_manifest(first_run):
         assert on_disk["versions"]["transformers"] == "5.23.0"
     assert manifests["vocab"]["stats"]["new_tokens_added"] == 200
     assert manifests["bench"]["stats"]["questions"] == 2
+    comparison = manifests["bench"]["stats"]["comparison"]
+    assert comparison["models"] == ["preference", "base", "after sft"]
+    assert comparison["without_chat_template"] == ["base"]  # the tiny base gets bits/char only
+    table = Path(comparison["markdown"]).read_text(encoding="utf-8")
+    assert "| metric | preference | base | after sft |" in table
+    assert "| gate pass rate (en) |" in table and "| bits/char zh (lower is better) |" in table
 
 
 def test_final_model_loads_with_auto_classes_and_generates(first_run):
@@ -112,6 +119,7 @@ def test_report_summarizes_every_stage(first_run):
     assert "| after zip-tie init |" in report
     assert (recipe.run_dir / "bpc.png").stat().st_size > 0
     html = (recipe.run_dir / "report.html").read_text(encoding="utf-8")
+    assert "### Side by side\n\n| metric | preference | base | after sft |" in report
     assert "<h2>Bench</h2>" in html and '<img alt="bits per character" src="bpc.png"' in html
 
 

@@ -106,6 +106,11 @@ def write_report(run_dir: Path, manifests: dict[str, dict]) -> Path:
                       "| --- | --- | --- |" + (" --- |" if judged else "")]
             lines += [f"| {c} | {e['questions']} | {e['pass_rate']} |" + (f" {e.get('judge_mean', '')} |" if judged else "")
                       for c, e in b["by_category"].items()]
+        if "comparison" in b:  # the bench stage's side-by-side table, its plot path made relative to the run directory
+            path = Path(b["comparison"]["markdown"])
+            folder = path.parent.relative_to(run_dir) if path.parent.is_relative_to(run_dir) else path.parent
+            table = path.read_text(encoding="utf-8").split("\n", 1)[1].replace("](categories.png)", f"]({folder}/categories.png)")
+            lines += ["", "### Side by side", table.rstrip()]
         lines += ["", "### Sample generations", ""]
         for sample in b["samples"]:
             q = sample["question"].replace("\n", " ")

@@ -189,7 +189,31 @@ def build_stage_config(name: str, raw: dict[str, Any], recipe: Recipe, done: dic
         up, artifact = found
         data[field] = done[up]["artifacts"][artifact]
         upstream[field] = f"{up}:{done[up]['fingerprint']}:{artifact}"
+    if isinstance(data.get("compare_models"), dict):
+        data["compare_models"] = _compare_models(name, data["compare_models"], recipe, done, upstream)
     return parse_config(STAGES[name].config, data, f"stages.{name}"), upstream
+
+
+def _compare_models(name: str, models: dict, recipe: Recipe, done: dict[str, dict], upstream: dict[str, str]) -> dict:
+    """bench.compare_models values that name an earlier stage, or 'base', become that model's folder."""
+    from bailong.models import resolve_model
+
+    resolved = {}
+    for label, ref in models.items():
+        if ref == "base":
+            base = recipe.base_model or (recipe.stages.get("embed") or {}).get("base_model")
+            if not base:
+                raise ConfigError(f"stages.{name}.compare_models.{label}: 'base' needs the recipe's base_model")
+            resolved[label] = str(resolve_model(base))
+            upstream[f"compare_{label}"] = f"base:{base}"
+        elif ref in STAGES:
+            if ref not in done or "model" not in done[ref].get("artifacts", {}):
+                raise ConfigError(f"stages.{name}.compare_models.{label}: stage '{ref}' has no model in this run")
+            resolved[label] = done[ref]["artifacts"]["model"]
+            upstream[f"compare_{label}"] = f"{ref}:{done[ref]['fingerprint']}:model"
+        else:
+            resolved[label] = ref  # a model folder
+    return resolved
 
 
 def run_recipe(recipe: Recipe, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:

@@ -27,6 +27,9 @@ class BenchConfig(StageConfig):
 
     model: Path | None = Field(None, description="model folder to evaluate (the last training stage's model/); bits/char and "
                                "TMMLU need it")
+    compare_models: dict[str, Path] = Field(default_factory=dict, description="label: model folder, evaluated the same way after "
+                                            "`model` and put side by side in comparison.md/.html; in a recipe a value may "
+                                            "also be an earlier stage (embed, pretrain, sft, preference) or 'base'")
     answer_endpoint: Endpoint | None = Field(None, description="answer the questions through this OpenAI-compatible endpoint "
                                              "(e.g. `bailong serve MODEL`, or vLLM) instead of generating with `model`")
     questions: str = Field("builtin:bailong-bench", description="FastChat question.jsonl, or builtin:bailong-bench")
@@ -64,7 +67,8 @@ class BenchConfig(StageConfig):
 
     def input_paths(self) -> dict[str, Path]:
         paths = {"model": self.model, "eval_corpus": self.eval_corpus, "tmmlu": self.tmmlu, "reference_answers": self.reference_answers,
-                 "drcd": self.drcd, **{f"translation_{i}": p for i, p in enumerate(self.translation or [])}}
+                 "drcd": self.drcd, **{f"translation_{i}": p for i, p in enumerate(self.translation or [])},
+                 **{f"compare_{label}": p for label, p in self.compare_models.items()}}
         if not self.questions.startswith("builtin:"):
             paths["questions"] = Path(self.questions)
         return {k: v for k, v in paths.items() if v}

@@ -133,6 +133,36 @@ def by_category(rows: list[dict]) -> dict[str, dict]:
 
 
 def run(cfg: BenchConfig) -> StageResult:
+    """Evaluate `model` (or the endpoint); then each of `compare_models` the same way, one at a time, under
+    out_dir/compare/<label>/, and put them all side by side in out_dir/comparison.{md,html}."""
+    result = evaluate(cfg)
+    if not cfg.compare_models:
+        return result
+    import gc
+
+    from bailong.bench.compare import write_comparison
+
+    main = cfg.answer_endpoint.model if cfg.model is None else cfg.model.parent.name
+    specs, skipped = [f"{main}={cfg.out_dir}"], []
+    for label, path in cfg.compare_models.items():
+        gc.collect()  # the previous model's memory, before the next one loads
+        log.info("bench: evaluating %s (%s) for the comparison", label, path)
+        update = {"model": Path(path), "answer_endpoint": None, "compare_models": {}, "out_dir": cfg.out_dir / "compare" / label,
+                  "judge_cache": cfg.judge_cache or cfg.out_dir / "judge_cache.sqlite"}
+        if not load_tokenizer(Path(path)).chat_template:  # a base model: only what needs no chat is comparable
+            log.warning("bench: %s has no chat template; it gets bits/char and multiple choice only", label)
+            update |= {"question_ids": [], "drcd": None, "translation": None}
+            skipped.append(label)
+        evaluate(cfg.model_copy(update=update))
+        specs.append(f"{label}={update['out_dir']}")
+    written = write_comparison(specs, cfg.out_dir)
+    result.stats["comparison"] = {"models": [s.split("=", 1)[0] for s in specs], "markdown": str(written["markdown"]),
+                                  "without_chat_template": skipped}
+    write_json(cfg.out_dir / "stats.json", result.stats)
+    return StageResult({**result.artifacts, "comparison": written["markdown"], "comparison_html": written["html"]}, result.stats)
+
+
+def evaluate(cfg: BenchConfig) -> StageResult:
     if cfg.model is None and cfg.answer_endpoint is None:
         raise BailongError("bench: 'model' (a model folder) or 'answer_endpoint' (an OpenAI-compatible server) is required")
     if cfg.model is None and (cfg.tmmlu or cfg.eval_corpus or cfg.drcd or cfg.translation):
