@@ -9,11 +9,13 @@ from bailong.preference import PreferenceConfig, run
 
 
 @pytest.mark.parametrize("method,metric", [("orpo", "log_odds_ratio"), ("dpo", "rewards/margins")])
-def test_preference_tuning_runs_and_logs_its_metrics(tiny_embedded, tmp_path, method, metric):
-    result = run(PreferenceConfig(model=tiny_embedded, method=method, out_dir=tmp_path, max_length=512,
-                                  train={"max_steps": 3, "batch_size": 2, "lr": 1e-3, "warmup_steps": 1}))
+def test_preference_tuning_runs_and_logs_its_metrics(tiny_embedded, zh_corpus, tmp_path, method, metric):
+    result = run(PreferenceConfig(model=tiny_embedded, method=method, out_dir=tmp_path, max_length=512, eval_corpus=zh_corpus,
+                                  eval_chars=300, train={"max_steps": 3, "batch_size": 2, "lr": 1e-3, "warmup_steps": 1,
+                                                         "eval_every": 2}))
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [1, 2, 3]
+    assert [h["step"] for h in history if "bpc_zh" in h] == [2]  # train.eval_every
     assert all(math.isfinite(h[metric]) for h in history)
     stats = result.stats
     assert stats["method"] == method and stats["pairs"] > 10
@@ -30,6 +32,7 @@ def test_preference_tuning_runs_and_logs_its_metrics(tiny_embedded, tmp_path, me
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+    assert [e.step for e in events.Scalars("preference/bpc_zh")] == [2]
 
 
 def test_resume_from_a_trl_checkpoint_repeats_the_same_steps(tiny_embedded, tmp_path):

@@ -2,7 +2,8 @@
 
 TRL's trainers run the loop (their losses need paired batches and, for DPO, reference log-probs);
 everything around it is the pretrain stage's: QLoRA loading, our optimizer and schedule (so
-``train.embedding_lr`` and the warmup + cosine shape hold), held-out bits/char, the merged export,
+``train.embedding_lr`` and the warmup + cosine shape hold), held-out bits/char (also every
+``train.eval_every`` steps), the merged export,
 ``train.launcher`` for several processes. Checkpoints are TRL's (``checkpoints/checkpoint-<step>``,
 every ``train.save_every`` steps); ``train.resume`` continues from the newest.
 
@@ -27,6 +28,7 @@ from bailong.pretrain.export import artifacts, finish_training
 from bailong.pretrain.launch import launched, relaunch
 from bailong.pretrain.loop import make_optimizer
 from bailong.pretrain.model import compute_dtype, load_for_training
+from bailong.pretrain.stage import held_out_scorer
 from bailong.sft.data import set_chat_template
 
 log = logging.getLogger(__name__)
@@ -77,14 +79,35 @@ def _progress(stamps: dict[int, float], total: int):
     return Progress()
 
 
-def _history(log_history: list[dict], stamps: dict[int, float]) -> list[dict]:
+def _held_out(scorer, every: int, scores: dict[int, dict], writer=None):
+    """A callback scoring held-out bits/char every `every` steps on the main process (train.eval_every),
+    into `scores` by step (and TensorBoard), as the pretrain and sft loops do."""
+    from transformers import TrainerCallback
+
+    from bailong.pretrain.loop import evaluation
+
+    class HeldOut(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % every or not state.is_world_process_zero:
+                return
+            with evaluation(model):
+                scores[state.global_step] = scorer(model)
+            if writer is not None:
+                for key, value in scores[state.global_step].items():
+                    writer.add_scalar(f"preference/{key}", value, state.global_step)
+                writer.flush()
+
+    return HeldOut()
+
+
+def _history(log_history: list[dict], stamps: dict[int, float], held: dict[int, dict] | None = None) -> list[dict]:
     """Our history.jsonl rows from the trainer's log (which a resumed trainer restores from its checkpoint)."""
     rows = []
     for h in log_history:
         if "loss" in h:
             row = {"step": h["step"], "loss": round(float(h["loss"]), 4), "lr": h.get("learning_rate")}
             row |= {"seconds": stamps[h["step"]]} if h["step"] in stamps else {}
-            rows.append(row | {k: round(float(h[k]), 4) for k in _METRICS if k in h})
+            rows.append(row | {k: round(float(h[k]), 4) for k in _METRICS if k in h} | (held or {}).get(h["step"], {}))
     return rows
 
 
@@ -138,12 +161,17 @@ def run(cfg: PreferenceConfig) -> StageResult:
         bf16=compute_dtype(cfg.lora, torch.cuda.is_available()) == torch.bfloat16, fp16=False,
     )
     stamps: dict[int, float] = {}
-    callbacks = [_progress(stamps, t.max_steps)]
+    held: dict[int, dict] = {}
+    callbacks, writer = [_progress(stamps, t.max_steps)], None
     if t.tensorboard and PartialState().is_main_process:
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
-        callbacks.append(TensorBoardCallback(SummaryWriter(str(out / "tensorboard"))))
+        writer = SummaryWriter(str(out / "tensorboard"))
+        callbacks.append(TensorBoardCallback(writer))
+    scorer = held_out_scorer(tok, cfg.eval_corpus, cfg.eval_chars)
+    if t.eval_every and scorer is not None:
+        callbacks.append(_held_out(scorer, t.eval_every, held, writer))
     rows = Dataset.from_list([pair for _, pair in pairs])
     trainer = trainer_cls(model=model, args=args, train_dataset=rows, processing_class=tok,
                           optimizers=make_optimizer(model, t), callbacks=callbacks)
@@ -156,7 +184,7 @@ def run(cfg: PreferenceConfig) -> StageResult:
     if not trainer.is_world_process_zero():  # the main process exports and scores
         return StageResult({}, {})
 
-    history = _history(trainer.state.log_history, stamps)
+    history = _history(trainer.state.log_history, stamps, held)
     bad = next((h["step"] for h in history if not math.isfinite(h["loss"])), None)
     if bad is not None:
         raise BailongError(f"preference: the loss is not finite from step {bad} (learning rate too high?); nothing exported")
