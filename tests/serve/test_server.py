@@ -154,7 +154,7 @@ def test_bad_requests_get_openai_error_objects_and_the_server_keeps_serving(serv
 
     with pytest.raises(openai.BadRequestError) as err:
         client.completions.create(model="tiny", prompt="字" * 600)  # the tiny model's context is 512
-    assert err.value.body["code"] == "context_length_exceeded"
+    assert err.value.body["code"] == "context_length_exceeded" and err.value.body["param"] == "prompt"
 
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model="tiny", prompt="hi", n=2)

@@ -101,6 +101,12 @@ def build_app(model, tok, model_name: str, context_length: int, defaults: Sampli
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return JSONResponse(ApiError(exc.status_code, str(exc.detail), kind).body, status_code=exc.status_code)
 
+    @app.exception_handler(Exception)
+    async def _server_error(_request: Request, exc: Exception):
+        log.exception("serve: request failed")
+        return JSONResponse(ApiError(500, f"the server failed on this request: {type(exc).__name__}: {exc}", "server_error").body,
+                            status_code=500)
+
     def model_card() -> dict:
         return {"id": model_name, "object": "model", "created": created, "owned_by": "bailong", "context_length": context_length}
 
@@ -117,7 +123,7 @@ def build_app(model, tok, model_name: str, context_length: int, defaults: Sampli
         _check_model(name, model_name)
         return model_card()
 
-    def prepare(req: _Request, prompt_ids: list[int], max_tokens: int | None) -> Sampling:
+    def prepare(req: _Request, prompt_ids: list[int], max_tokens: int | None, param: str) -> Sampling:
         _check_model(req.model, model_name)
         if req.n != 1:
             raise ApiError(400, "only n=1 is supported", param="n")
@@ -129,7 +135,7 @@ def build_app(model, tok, model_name: str, context_length: int, defaults: Sampli
             if len(prompt_ids) >= context_length or max_tokens is not None:
                 raise ApiError(400, f"this model's maximum context length is {context_length} tokens; the prompt has "
                                f"{len(prompt_ids)} and {sampling.max_new_tokens} were requested for the completion",
-                               param="messages", code="context_length_exceeded")
+                               param=param, code="context_length_exceeded")
             sampling = sampling.with_overrides(max_new_tokens=context_length - len(prompt_ids))  # default budget: fit it
         return sampling
 
@@ -185,7 +191,7 @@ def build_app(model, tok, model_name: str, context_length: int, defaults: Sampli
             raise ApiError(400, str(exc), param="messages") from None
         except Exception as exc:  # the chat template itself may refuse (e.g. roles out of order)
             raise ApiError(400, f"the chat template refused these messages: {exc}", param="messages") from None
-        return respond(req, ids, prepare(req, ids, req.max_completion_tokens or req.max_tokens), chat=True)
+        return respond(req, ids, prepare(req, ids, req.max_completion_tokens or req.max_tokens, "messages"), chat=True)
 
     @app.post("/v1/completions")
     def completions(req: CompletionRequest):
@@ -193,7 +199,7 @@ def build_app(model, tok, model_name: str, context_length: int, defaults: Sampli
         if len(prompts) != 1:
             raise ApiError(400, "exactly one prompt per request is supported", param="prompt")
         ids = text_ids(tok, prompts[0])
-        return respond(req, ids, prepare(req, ids, req.max_tokens), chat=False)
+        return respond(req, ids, prepare(req, ids, req.max_tokens, "prompt"), chat=False)
 
     return app
 
