@@ -108,3 +108,19 @@ def tiny_embedded(tiny_base, tiny_vocab, tmp_path_factory) -> Path:
     run(EmbedConfig(base_model=str(tiny_base), tokenizer=vocab_dir / "tokenizer", new_tokens=vocab_dir / "new_tokens.tsv",
                     out_dir=out, eval_chars=200))
     return out / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tiny_embedded, tmp_path_factory) -> Path:
+    """tiny_embedded with the ChatML template the sft stage installs: a model the bench can ask questions."""
+    import shutil
+
+    from bailong.models import load_tokenizer
+    from bailong.sft.data import set_chat_template
+
+    folder = tmp_path_factory.mktemp("tiny_chat") / "model"
+    shutil.copytree(tiny_embedded, folder)
+    tok = load_tokenizer(folder)
+    assert set_chat_template(tok) == "chatml"
+    tok.save_pretrained(folder)
+    return folder

@@ -78,18 +78,8 @@ def test_stage_command_runs_alone(tmp_path, zh_corpus):
     assert "up to date" in again.stderr
 
 
-def test_chat_streams_replies_and_handles_reset(tiny_embedded, tmp_path):
-    import shutil
-
-    from bailong.models import load_tokenizer
-    from bailong.sft.data import set_chat_template
-
-    folder = tmp_path / "m"
-    shutil.copytree(tiny_embedded, folder)
-    tok = load_tokenizer(folder)
-    set_chat_template(tok)
-    tok.save_pretrained(folder)
-    out = subprocess.run([sys.executable, "-m", "bailong", "chat", str(folder), "--max-new-tokens", "3", "--temperature", "0"],
+def test_chat_streams_replies_and_handles_reset(tiny_chat):
+    out = subprocess.run([sys.executable, "-m", "bailong", "chat", str(tiny_chat), "--max-new-tokens", "3", "--temperature", "0"],
                          input="你好\n/reset\n再見\n/quit\n", capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("> ") == 4  # a prompt for each line typed

@@ -73,17 +73,10 @@ def test_translation_scores_and_checks(tmp_path, monkeypatch):
         translation.read_pairs(en, zh, None)
 
 
-def test_bench_stage_runs_drcd_and_translation(tiny_embedded, shared_data, tmp_path):
-    import shutil
-
+def test_bench_stage_runs_drcd_and_translation(tiny_chat, shared_data, tmp_path):
     from bailong.bench import BenchConfig, run
-    from bailong.models import load_tokenizer
-    from bailong.sft.data import set_chat_template
 
-    model = shutil.copytree(tiny_embedded, tmp_path / "model")
-    tok = load_tokenizer(model)
-    set_chat_template(tok)
-    tok.save_pretrained(model)
+    model = tiny_chat
     parallel = shared_data / "parallel"
     stats = run(BenchConfig(model=model, out_dir=tmp_path / "bench", question_ids=[], eval_chars=100, batch_size=4,
                             drcd=shared_data / "sft" / "drcd_dev_multiturn_qa.jsonl", drcd_limit=4,

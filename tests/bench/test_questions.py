@@ -45,17 +45,10 @@ def test_bad_question_and_reference_files(tmp_path):
         load_questions(str(good), None, refs)
 
 
-def test_mt_bench_runs_through_the_bench_stage(tiny_embedded, shared_data, tmp_path):
-    import shutil
-
+def test_mt_bench_runs_through_the_bench_stage(tiny_chat, shared_data, tmp_path):
     from bailong.bench import BenchConfig, run
-    from bailong.models import load_tokenizer
-    from bailong.sft.data import set_chat_template
 
-    model = shutil.copytree(tiny_embedded, tmp_path / "model")
-    tok = load_tokenizer(model)
-    set_chat_template(tok)
-    tok.save_pretrained(model)
+    model = tiny_chat
     mt = shared_data / "eval" / "mt_bench" / "converted_zh_tw"
     stats = run(BenchConfig(model=model, out_dir=tmp_path / "bench", questions=str(mt / "question.jsonl"),
                             reference_answers=mt / "reference_answer_gpt-4.jsonl", question_ids=[81, 90], max_new_tokens=4,
