@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_batched_answers_equal_unbatched(tiny_chat):
-    from bailong.bench.stage import answer
+    from bailong.bench.generation import answer
     from bailong.models import load_model, load_tokenizer
 
     tok, model = load_tokenizer(tiny_chat), load_model(tiny_chat)

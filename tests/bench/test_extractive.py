@@ -51,7 +51,7 @@ class _Tok:
 def test_evaluate_scores_what_the_model_says(monkeypatch):
     items = [{"id": "a", "messages": [{"role": "user", "content": "問"}], "golds": ["臺北市"]},
              {"id": "b", "messages": [{"role": "user", "content": "問"}], "golds": ["歐洲"]}]
-    monkeypatch.setattr("bailong.bench.stage.generate_batch", lambda model, tok, convs, gen: ["臺北", "歐洲。"][: len(convs)])
+    monkeypatch.setattr("bailong.bench.generation.generate_batch", lambda model, tok, convs, gen: ["臺北", "歐洲。"][: len(convs)])
     result = extractive.evaluate(None, _Tok(), items, batch_size=2)
     assert (result["questions"], result["exact_match"], result["f1"]) == (2, 50.0, 90.0)
 
@@ -63,7 +63,7 @@ def test_translation_scores_and_checks(tmp_path, monkeypatch):
     pairs = translation.read_pairs(en, zh, None)
     refs = {"特制定本法。": "The law is enacted.", "由法院裁定。": "The court decides.",
             "The law is enacted.": "特制定本法。\n（說明）", "The court decides.": "由法院裁定。"}
-    monkeypatch.setattr("bailong.bench.stage.generate_batch",
+    monkeypatch.setattr("bailong.bench.generation.generate_batch",
                         lambda model, tok, convs, gen: [refs[c[0]["content"].split("\n", 1)[1]] for c in convs])
     result = translation.evaluate(None, _Tok(), pairs, batch_size=4)
     assert result["en-zh"]["bleu"] == 100.0 and result["en-zh"]["chrf"] == 100.0  # the note after the first line is cut

@@ -88,7 +88,7 @@ def read_qa(path: Path, limit: int | None = None) -> tuple[list[dict], list[str]
 
 def evaluate(model, tok, items: list[dict], batch_size: int, max_new_tokens: int = 32) -> dict:
     """Greedy answers to every item; EM and F1 in percent, with a few examples to read."""
-    from bailong.bench.stage import generate_batch
+    from bailong.bench.generation import generate_batch
 
     if not tok.chat_template:
         raise BailongError("bench: reading comprehension asks questions in chat form; the model has no chat template")

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from bailong.bench import checks
+from bailong.bench.generation import answer
 from bailong.bench.config import BenchConfig, Endpoint
 from bailong.config import BailongError, StageResult
 from bailong.io import read_jsonl, read_texts, write_json, write_jsonl
@@ -75,34 +76,6 @@ def attach_references(questions: list[dict], path: Path) -> None:
             q["reference"] = by_id[q["question_id"]]
 
 
-@torch.inference_mode()
-def generate_batch(model, tok, conversations: list[list[dict]], gen_kwargs: dict) -> list[str]:
-    """The next assistant message of each conversation, generated together (left-padded)."""
-    side, tok.padding_side = tok.padding_side, "left"
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    try:
-        prompts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in conversations]
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        out = model.generate(**enc, **gen_kwargs, pad_token_id=pad)
-    finally:
-        tok.padding_side = side
-    # A reply cut off by max_new_tokens can end inside a character's bytes; that decodes to U+FFFD, not text.
-    return [tok.decode(row, skip_special_tokens=True).rstrip("\ufffd").strip() for row in out[:, enc["input_ids"].shape[1]:]]
-
-
-def answer(model, tok, conversations: list[list[str]], gen_kwargs: dict) -> list[list[str]]:
-    """Answer each conversation's user turns in order, the earlier turns and the model's own answers kept
-    as context; the conversations are generated together, turn by turn."""
-    messages: list[list[dict]] = [[] for _ in conversations]
-    for t in range(max(map(len, conversations))):
-        live = [i for i, turns in enumerate(conversations) if t < len(turns)]
-        for i in live:
-            messages[i].append({"role": "user", "content": conversations[i][t]})
-        for i, text in zip(live, generate_batch(model, tok, [messages[i] for i in live], gen_kwargs)):
-            messages[i].append({"role": "assistant", "content": text})
-    return [[m["content"] for m in conv if m["role"] == "assistant"] for conv in messages]
-
-
 def answer_remote(client, endpoint: Endpoint, turns: list[str], cfg: BenchConfig) -> list[str]:
     """`answer` through an OpenAI-compatible endpoint. top_k and repetition_penalty go in the request
     body as vLLM and `bailong serve` accept them; temperature 0 is greedy."""
@@ -119,16 +92,16 @@ def answer_remote(client, endpoint: Endpoint, turns: list[str], cfg: BenchConfig
     return answers
 
 
-def by_category(rows: list[dict]) -> dict[str, dict]:
-    """Questions, gate pass rate and (when judged) mean judge score per category."""
+def scores_by(rows: list[dict], key: str) -> dict[str, dict]:
+    """Questions, gate pass rate and (when judged) mean judge score per value of `key` (category, language)."""
     out = {}
-    for cat in sorted({r["category"] or "none" for r in rows}):
-        mine = [r for r in rows if (r["category"] or "none") == cat]
+    for value in sorted({r[key] or "none" for r in rows}):
+        mine = [r for r in rows if (r[key] or "none") == value]
         entry = {"questions": len(mine), "pass_rate": round(sum(not r["gate"] for r in mine) / len(mine), 3)}
         scored = [r["score"] for r in mine if r.get("score") is not None]
         if scored:
             entry["judge_mean"] = round(sum(scored) / len(scored), 2)
-        out[cat] = entry
+        out[value] = entry
     return out
 
 
@@ -229,13 +202,11 @@ def evaluate(cfg: BenchConfig) -> StageResult:
         stats["judge_status"] = dict(statuses)
         stats["judge_problems"] = [f"question {j['question_id']}: {j['status']}: {j['judgment'][:200]}"
                                    for j in judgments if j["status"] in ("error", "no rating")]
-    for lang in sorted({r["language"] for r in rows}):
-        mine = [r for r in rows if r["language"] == lang]
-        stats[f"pass_rate_{lang}"] = round(sum(not r["gate"] for r in mine) / len(mine), 3)
-        scored = [r["score"] for r in mine if r.get("score") is not None]
-        if scored:
-            stats[f"judge_mean_{lang}"] = round(sum(scored) / len(scored), 2)
-    stats["by_category"] = by_category(rows)
+    for lang, entry in scores_by(rows, "language").items():
+        stats[f"pass_rate_{lang}"] = entry["pass_rate"]
+        if "judge_mean" in entry:
+            stats[f"judge_mean_{lang}"] = entry["judge_mean"]
+    stats["by_category"] = scores_by(rows, "category")
     if model is not None:  # bits/char and TMMLU score log-likelihoods: they need the weights, not an endpoint
         zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
         stats["bpc"] = bpc_zh_en(model, tok, zh, [english_sample(cfg.eval_chars)], "bench")

@@ -40,7 +40,7 @@ def evaluate(model, tok, pairs: list[tuple[str, str]], batch_size: int, max_new_
     """BLEU and chrF per direction, with the outputs' Simplified-character count."""
     import sacrebleu
 
-    from bailong.bench.stage import generate_batch
+    from bailong.bench.generation import generate_batch
 
     if not tok.chat_template:
         raise BailongError("bench: translation asks in chat form; the model has no chat template")
