@@ -1,10 +1,14 @@
-"""Two CPU processes over gloo (DDP through accelerate), launched by the stage itself with torchrun."""
+"""Two CPU processes over gloo, launched by the stage itself: DDP through torchrun, FSDP2 through
+`accelerate launch` with the shipped configs/accelerate/fsdp-qlora.yaml."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bailong.pretrain import PretrainConfig, run
+
+FSDP_CONFIG = Path(__file__).parents[2] / "configs" / "accelerate" / "fsdp-qlora.yaml"
 
 
 def history(folder):
@@ -19,7 +23,7 @@ def test_two_processes_train_like_one_with_twice_the_batch(tiny_embedded, zh_cor
     two_cfg = PretrainConfig(out_dir=tmp_path / "two", **common, train={
         **steps, "batch_size": 1, "save_every": 2, "launcher": ["torchrun", "--standalone", "--nproc_per_node", "2"]})
     two = run(two_cfg)
-    assert (one.stats["processes"], two.stats["processes"]) == (1, 2)
+    assert (one.stats["processes"], two.stats["processes"], two.stats["distributed"]) == (1, 2, "MULTI_CPU")
     h1, h2 = history(tmp_path / "one"), history(tmp_path / "two")
     assert [h["tokens"] for h in h2] == [h["tokens"] for h in h1] == [64, 64, 64, 64]
     # Same blocks, gradients averaged over the two processes: the same losses up to float summation order.
@@ -34,6 +38,26 @@ def test_two_processes_train_like_one_with_twice_the_batch(tiny_embedded, zh_cor
         return [(h["step"], h["loss"], h["tokens"]) for h in rows]
 
     assert losses(history(tmp_path / "two")) == losses(h2)
+
+
+def test_fsdp_shards_train_like_one_process_and_resume_exactly(tiny_embedded, zh_corpus, tmp_path):
+    common = {"model": tiny_embedded, "corpus": zh_corpus, "block_size": 32, "token_cache": tmp_path / "tokens",
+              "lora": {"dropout": 0.0}}
+    steps = {"max_steps": 4, "lr": 1e-2, "warmup_steps": 1, "tensorboard": False}
+    one = run(PretrainConfig(out_dir=tmp_path / "one", **common, train={**steps, "batch_size": 2}))
+    launcher = ["accelerate", "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2"]
+    cfg = PretrainConfig(out_dir=tmp_path / "fsdp", **common, train={**steps, "batch_size": 1, "save_every": 2,
+                                                                     "launcher": launcher})
+    sharded = run(cfg)
+    assert (one.stats["processes"], sharded.stats["processes"], sharded.stats["distributed"]) == (1, 2, "FSDP")
+    h1, h2 = history(tmp_path / "one"), history(tmp_path / "fsdp")
+    assert [h["tokens"] for h in h2] == [h["tokens"] for h in h1] == [64, 64, 64, 64]
+    assert [h["loss"] for h in h2] == pytest.approx([h["loss"] for h in h1], rel=1e-3)
+    # The merged export gathered the shards: it scores as the one-process model does.
+    assert sharded.stats["after"] == pytest.approx(one.stats["after"], rel=1e-3)
+
+    run(cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})}))
+    assert [(h["step"], h["loss"]) for h in history(tmp_path / "fsdp")] == [(h["step"], h["loss"]) for h in h2]
 
 
 def test_a_failing_launch_is_one_clear_error(tiny_embedded, zh_corpus, tmp_path):

@@ -20,11 +20,16 @@ def test_a_dialogue_over_max_length_is_listed_by_file_and_line(tiny_embedded, tm
     assert stats["tokens_max"] > 64 and stats["processes"] == 1
 
 
-def test_packing_and_held_out_eval_loss(tiny_embedded, tmp_path):
-    data = tmp_path / "chat.jsonl"
+def twenty_dialogues(folder):
+    data = folder / "chat.jsonl"
     rows = [[{"role": "user", "content": f"第{i}題：你好嗎？"}, {"role": "assistant", "content": "我很好，謝謝。" * (1 + i % 3)}]
             for i in range(20)]
     data.write_text("\n".join(json.dumps({"messages": d}, ensure_ascii=False) for d in rows) + "\n", encoding="utf-8")
+    return data
+
+
+def test_packing_and_held_out_eval_loss(tiny_embedded, tmp_path):
+    data = twenty_dialogues(tmp_path)
     stats = run(SftConfig(model=tiny_embedded, data=str(data), out_dir=tmp_path / "out", max_length=256, packing=True, eval_fraction=0.1,
                           train={"max_steps": 3, "batch_size": 2, "lr": 1e-2, "warmup_steps": 1, "eval_every": 3})).stats
     assert stats["held_out_dialogues"] == round(0.1 * stats["dialogues"])
@@ -32,3 +37,20 @@ def test_packing_and_held_out_eval_loss(tiny_embedded, tmp_path):
     assert stats["eval_loss_after"] < stats["eval_loss_before"]
     history = [json.loads(line) for line in (tmp_path / "out" / "history.jsonl").read_text().splitlines()]
     assert history[-1]["eval_loss"] == stats["eval_loss_after"]
+
+
+def test_fsdp_processes_fine_tune_like_one(tiny_embedded, tmp_path):
+    """Two CPU processes sharding the model (FSDP2, the shipped accelerate config): held-out scoring, which
+    needs every process under FSDP, and the gathered export give the one-process figures."""
+    from pathlib import Path
+
+    config = Path(__file__).parents[2] / "configs" / "accelerate" / "fsdp-qlora.yaml"
+    data = twenty_dialogues(tmp_path)
+    common = {"model": tiny_embedded, "data": str(data), "max_length": 128, "eval_fraction": 0.1, "lora": {"dropout": 0.0}}
+    steps = {"max_steps": 2, "lr": 1e-2, "warmup_steps": 1, "eval_every": 2, "tensorboard": False}
+    one = run(SftConfig(out_dir=tmp_path / "one", **common, train={**steps, "batch_size": 2})).stats
+    two = run(SftConfig(out_dir=tmp_path / "two", **common, train={
+        **steps, "batch_size": 1, "launcher": ["accelerate", "launch", "--config_file", str(config), "--num_processes", "2"]})).stats
+    assert (two["processes"], two["distributed"]) == (2, "FSDP")
+    assert two["eval_loss_after"] == pytest.approx(one["eval_loss_after"], rel=1e-3) and two["eval_loss_after"] < two["eval_loss_before"]
+    assert two["after"] == pytest.approx(one["after"], rel=1e-3)

@@ -52,7 +52,8 @@ class TrainSettings(BaseModel):
     tensorboard: bool = Field(True, description="write TensorBoard logs (loss, lr, held-out bits/char) to out_dir/tensorboard")
     launcher: list[str] | None = Field(
         None, description="run training in several processes through this launcher, which must accept '-m module args': "
-        "[accelerate, launch, --config_file, configs/accelerate/ddp.yaml] (DDP over the GPUs) "
+        "[accelerate, launch, --config_file, configs/accelerate/ddp.yaml] (DDP over the GPUs), "
+        "configs/accelerate/fsdp-qlora.yaml instead (FSDP2: weights, gradients and optimizer states sharded), "
         "or [torchrun, --standalone, --nproc_per_node, '2'] (CPU processes over gloo). batch_size is per process")
     resume: bool = Field(False, description="continue from the newest checkpoint in out_dir/checkpoints: same data order, "
                          "optimizer, scheduler and RNG state as the uninterrupted run")

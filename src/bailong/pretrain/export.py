@@ -13,15 +13,18 @@ from bailong.pretrain.model import merge_and_export
 
 
 def finish_training(peft_model, tokenizer, base_dir: Path, out: Path, history: list[dict], share: float,
-                    title: str, eval_corpus: Path | None, eval_chars: int) -> dict:
+                    title: str, eval_corpus: Path | None, eval_chars: int, adapter_state: dict | None = None) -> dict:
     """Write adapter/, a merged model/, history.jsonl and loss.png under `out`; score the merged model.
+
+    `adapter_state` holds the trained tensors when the model is sharded (FSDP): `checkpoint.gather`
+    on every process, then this on the main one.
 
     Returns the stats every training stage reports (trainable share, first/last loss, seconds,
     held-out bits/char of the merged model).
     """
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "adapter") as folder:
-        peft_model.save_pretrained(folder)
+        peft_model.save_pretrained(folder, state_dict=adapter_state)
     gc.collect()  # activations and optimizer state of the loop sit in reference cycles until collected
     merge_and_export(base_dir, out / "adapter", out / "model", tokenizer)
     write_jsonl(out / "history.jsonl", history)

@@ -32,17 +32,65 @@ def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
 
 
 def make_accelerator():
-    """The process's Accelerator: one CPU/GPU process, or one of many under torchrun/accelerate launch (DDP)."""
+    """The process's Accelerator: one CPU/GPU process, or one of many under torchrun/accelerate launch (DDP or FSDP2)."""
+    import os
+
     from accelerate import Accelerator
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     # No autocast: the model computes in lora.compute_dtype. Saying so makes accelerate refuse a process state
     # another trainer left in bf16, instead of silently autocasting our steps.
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
-    if acc.distributed_type.value in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
-        # Sharded parameters or optimizer states would need sharded checkpoints and a gathered export.
-        raise BailongError(f"{acc.distributed_type.value} is not supported yet: checkpoints and the merged export expect "
-                           "whole replicas per process; launch with configs/accelerate/ddp.yaml")
+    if acc.distributed_type == DistributedType.MULTI_CPU and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        # accelerate only shards on accelerators, but torch's FSDP2 runs on CPU processes over gloo too: a laptop (and
+        # CI) then runs the same sharded path as `accelerate launch --config_file configs/accelerate/fsdp-qlora.yaml` on GPUs.
+        acc.state.distributed_type = DistributedType.FSDP
+        acc.state.fsdp_plugin = FullyShardedDataParallelPlugin()  # read from the FSDP_* variables the launcher set
+    if acc.distributed_type == DistributedType.FSDP and not acc.is_fsdp2:
+        raise BailongError("FSDP1 is not supported: set fsdp_version: 2 in the accelerate config "
+                           "(configs/accelerate/fsdp-qlora.yaml)")
+    if acc.distributed_type.value in ("DEEPSPEED", "MEGATRON_LM"):
+        raise BailongError(f"{acc.distributed_type.value} is not supported: launch with configs/accelerate/ddp.yaml "
+                           "or configs/accelerate/fsdp-qlora.yaml")
     return acc
+
+
+def sharded(acc) -> bool:
+    """True when parameters are sharded across processes (FSDP): forwards and state gathering then need all of them."""
+    return acc is not None and acc.distributed_type.value == "FSDP"
+
+
+def shard(model, acc) -> None:
+    """Shard the model in place with FSDP2 (torch's fully_shard), as the accelerate config says.
+
+    One FSDP unit per decoder layer (the model's _no_split_modules, or the config's
+    fsdp_transformer_layer_cls_to_wrap), one for the input embeddings and one, kept gathered through
+    the backward, for the output head, then the root; tied embeddings share one unit. Not
+    accelerate's prepare: it reads `.weight` of the embedding modules, which PEFT's trainable-token
+    wrappers compute from the shards (an error), and takes tied embeddings behind two wrappers for
+    untied ones.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    plugin = acc.state.fsdp_plugin
+    if plugin.activation_checkpointing:
+        raise BailongError("fsdp_activation_checkpointing is not supported: set it to false and use "
+                           "lora.gradient_checkpointing: true")
+    kwargs = {"offload_policy": plugin.cpu_offload, "mp_policy": plugin.mixed_precision_policy or MixedPrecisionPolicy()}
+    names = set(plugin.transformer_cls_names_to_wrap or getattr(model, "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise BailongError(f"FSDP: no decoder layer of class {sorted(names) or '(none given)'} in the model; set "
+                           "fsdp_transformer_layer_cls_to_wrap in the accelerate config")
+    for layer in layers:
+        fully_shard(layer, reshard_after_forward=plugin.reshard_after_forward, **kwargs)
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = outputs is not None and bool({id(p) for p in inputs.parameters()} & {id(p) for p in outputs.parameters()})
+    if not tied:
+        fully_shard(inputs, reshard_after_forward=plugin.reshard_after_forward, **kwargs)
+    if outputs is not None:  # used last in the forward and first in the backward: no point freeing it in between
+        fully_shard([inputs, outputs] if tied else outputs, reshard_after_forward=False, **kwargs)
+    fully_shard(model, **kwargs)
 
 
 def make_optimizer(model, cfg: TrainSettings):
@@ -67,14 +115,17 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
     `evaluate(model)` every `cfg.eval_every` steps (run on the main process). With `checkpoint_dir`,
     a checkpoint is written every `cfg.save_every` steps and `cfg.resume` continues from the newest
     one: the batches already consumed are skipped, so the data order is the uninterrupted run's.
-    Under several processes (DDP through accelerate) gradients are averaged across them, and
-    synchronized only on the last micro-batch of each step.
+    Under several processes (DDP or FSDP2 through accelerate) gradients are averaged across them,
+    and synchronized only on the last micro-batch of each step.
     """
     acc = accelerator or make_accelerator()
-    opt, sched = make_optimizer(model, cfg)
-    # The scheduler stays outside accelerate: ours counts optimizer steps, accelerate's would step once per process.
     inner = model
-    model, opt = acc.prepare(model, opt)
+    if sharded(acc):  # in place, before the optimizer sees the parameters, as FSDP2 expects
+        shard(model, acc)
+    opt, sched = make_optimizer(model, cfg)
+    if not sharded(acc):  # accelerate's prepare would wrap a sharded model again, its own way (see `shard`)
+        model, opt = acc.prepare(model, opt)
+    # The scheduler stays outside accelerate: ours counts optimizer steps, accelerate's would step once per process.
     model.train()
     first, history = 0, []
     if cfg.resume and checkpoint_dir is not None:
@@ -114,9 +165,11 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
         entry = {"step": step + 1, "loss": round(loss_sum, 4), "lr": sched.get_last_lr()[0], "tokens": tokens,
                  "seconds": round(time.perf_counter() - start, 2)}
         if evaluate is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-            if acc.is_main_process:
+            if acc.is_main_process or sharded(acc):  # a sharded forward needs every process
                 with evaluation(inner):
-                    entry.update(evaluate(inner))
+                    scores = evaluate(inner)
+                if acc.is_main_process:
+                    entry.update(scores)
             acc.wait_for_everyone()
         history.append(entry)
         bar.set_postfix(loss=f"{loss_sum:.3f}")
@@ -129,8 +182,10 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
             log.info("%s step %d/%d loss %.4f", desc, step + 1, cfg.max_steps, loss_sum)
         if checkpoint_dir is not None and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
             rng = gather_object([checkpoint.rng_state()]) if acc.num_processes > 1 else [checkpoint.rng_state()]
+            state = checkpoint.gather(inner, opt)  # every process: FSDP gathers shards
             if acc.is_main_process:
-                checkpoint.save(checkpoint_dir, step + 1, inner, opt, sched, history, fingerprint, cfg.keep_checkpoints, rng)
+                checkpoint.save(checkpoint_dir, step + 1, state, sched, history, fingerprint, cfg.keep_checkpoints, rng)
+            del state
             acc.wait_for_everyone()
     if writer is not None:
         writer.close()

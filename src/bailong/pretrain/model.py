@@ -28,12 +28,15 @@ def compute_dtype(lora: LoraSettings, cuda: bool) -> torch.dtype:
     return getattr(torch, lora.compute_dtype)
 
 
-def load_for_training(model_dir: Path, lora: LoraSettings, seed: int, device: torch.device | None = None):
+def load_for_training(model_dir: Path, lora: LoraSettings, seed: int, device: torch.device | None = None,
+                      shard: bool = False):
     """(peft_model, tokenizer, trainable_share) ready for training on `device` (default: cuda:0 or cpu).
 
     QLoRA: the base is quantized to NF4 on load (embeddings and lm_head stay in full precision, as
     bitsandbytes leaves them), then LoRA goes on every linear layer and, with embeddings='new-rows',
     only the rows of the added tokens are trained (PEFT trainable tokens, which handles tied weights).
+    With `shard` (FSDP) the packed 4-bit weights are stored in the compute dtype: FSDP can only
+    shard floating-point tensors, and would otherwise keep a whole copy of them in every process.
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
@@ -45,8 +48,12 @@ def load_for_training(model_dir: Path, lora: LoraSettings, seed: int, device: to
     if lora.quantization == "nf4":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=dtype if shard else torch.uint8,
         )
     elif lora.quantization == "int8":
+        if shard:
+            raise BailongError("lora.quantization int8 cannot be sharded by FSDP (8-bit weights are not floating point); "
+                               "use nf4 or none, or DDP (configs/accelerate/ddp.yaml)")
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     if lora.quantization != "none":
         kwargs["device_map"] = {"": str(device)}

@@ -17,7 +17,8 @@ from bailong.pretrain.config import PretrainConfig
 from bailong.pretrain.data import block_batches, count_blocks, tokenize_corpus
 from bailong.pretrain.export import artifacts, finish_training
 from bailong.pretrain.launch import launched, relaunch
-from bailong.pretrain.loop import make_accelerator, train
+from bailong.pretrain.checkpoint import gather
+from bailong.pretrain.loop import make_accelerator, sharded, train
 from bailong.pretrain.model import load_for_training
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def run(cfg: PretrainConfig) -> StageResult:
     if cfg.train.launcher and not launched():
         return StageResult(artifacts(cfg.out_dir), relaunch("pretrain", cfg))
     acc = make_accelerator()
-    model, tok, share = load_for_training(cfg.model, cfg.lora, cfg.train.seed, acc.device)
+    model, tok, share = load_for_training(cfg.model, cfg.lora, cfg.train.seed, acc.device, shard=sharded(acc))
     max_pos = getattr(model.config, "max_position_embeddings", None)
     if max_pos and cfg.block_size > max_pos:
         raise BailongError(f"pretrain: block_size {cfg.block_size} exceeds the model's max_position_embeddings {max_pos}")
@@ -61,12 +62,13 @@ def run(cfg: PretrainConfig) -> StageResult:
     history = train(model, batches, t, desc="pretrain", checkpoint_dir=cfg.out_dir / "checkpoints",
                     fingerprint=training_fingerprint(cfg), evaluate=held_out_scorer(tok, cfg.eval_corpus, cfg.eval_chars),
                     log_dir=cfg.out_dir / "tensorboard" if t.tensorboard else None, accelerator=acc)
+    adapter = gather(model)[0]  # on every process: FSDP gathers the trained shards to the main one
     if not acc.is_main_process:  # the main process exports and scores
         return StageResult({}, {})
 
-    stats = {"corpus_tokens": len(tokens), "blocks": n_blocks, "processes": acc.num_processes,
+    stats = {"corpus_tokens": len(tokens), "blocks": n_blocks, "processes": acc.num_processes, "distributed": acc.distributed_type.value,
              **finish_training(model, tok, cfg.model, cfg.out_dir, history, share, "continued pretraining",
-                               cfg.eval_corpus, cfg.eval_chars)}
+                               cfg.eval_corpus, cfg.eval_chars, adapter)}
     out = cfg.out_dir
     write_json(out / "stats.json", stats)
     log.info("pretrain: loss %.3f -> %.3f, bits/char %s", stats["loss_first"], stats["loss_last"], stats["after"])

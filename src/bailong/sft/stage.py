@@ -13,7 +13,8 @@ from bailong.config import BailongError, StageResult
 from bailong.io import write_json
 from bailong.pretrain.export import artifacts, finish_training
 from bailong.pretrain.launch import launched, relaunch
-from bailong.pretrain.loop import evaluation, make_accelerator, train
+from bailong.pretrain.checkpoint import gather
+from bailong.pretrain.loop import evaluation, make_accelerator, sharded, train
 from bailong.pretrain.model import load_for_training
 from bailong.pretrain.stage import held_out_scorer, training_fingerprint
 from bailong.sft.config import SftConfig
@@ -44,7 +45,7 @@ def run(cfg: SftConfig) -> StageResult:
     if cfg.train.launcher and not launched():
         return StageResult(artifacts(cfg.out_dir), relaunch("sft", cfg))
     acc = make_accelerator()
-    model, tok, share = load_for_training(cfg.model, cfg.lora, cfg.train.seed, acc.device)
+    model, tok, share = load_for_training(cfg.model, cfg.lora, cfg.train.seed, acc.device, shard=sharded(acc))
     template = set_chat_template(tok)
     examples, lengths, truncated = [], [], []
     for where, dialogue in dialogues:
@@ -74,10 +75,13 @@ def run(cfg: SftConfig) -> StageResult:
     batches = chat_batches(rows, t.batch_size, pad, t.seed, acc.process_index, acc.num_processes)
     history = train(model, batches, t, desc="sft", checkpoint_dir=cfg.out_dir / "checkpoints", fingerprint=training_fingerprint(cfg),
                     evaluate=evaluate, log_dir=cfg.out_dir / "tensorboard" if t.tensorboard else None, accelerator=acc)
+    eval_after = None
+    if held_out and (acc.is_main_process or sharded(acc)):  # a sharded forward needs every process
+        with evaluation(model):
+            eval_after = assistant_loss(model, held_out, pad)
+    adapter = gather(model)[0]  # on every process: FSDP gathers the trained shards to the main one
     if not acc.is_main_process:  # the main process exports and scores
         return StageResult({}, {})
-    with evaluation(model):
-        eval_after = assistant_loss(model, held_out, pad) if held_out else None
 
     stats = {
         "chat_template": template,
@@ -89,13 +93,13 @@ def run(cfg: SftConfig) -> StageResult:
         "user_turns_mean": round(sum(sum(m["role"] == "user" for m in d) for _, d in dialogues) / len(dialogues), 2),
         "tokens_mean": round(sum(lengths) / len(lengths), 1),
         "tokens_max": max(lengths),
-        "processes": acc.num_processes,
+        "processes": acc.num_processes, "distributed": acc.distributed_type.value,
         "held_out_dialogues": len(held_out),
         "eval_loss_before": eval_before,
         "eval_loss_after": eval_after,
         "rows": len(rows),
         **finish_training(model, tok, cfg.model, cfg.out_dir, history, share, "chat fine-tuning (assistant tokens)",
-                          cfg.eval_corpus, cfg.eval_chars),
+                          cfg.eval_corpus, cfg.eval_chars, adapter),
     }
     out = cfg.out_dir
     write_json(out / "stats.json", stats)
