@@ -22,7 +22,7 @@ def test_top_level_help_lists_every_command():
 
 
 SUBCOMMANDS = [["run"], ["demo"], ["chat"], ["serve"], ["export"], ["vocab", "train"], ["vocab", "extend"], ["vocab", "stats"], ["embed", "init"],
-               ["embed", "compare"]] + [
+               ["embed", "compare"], ["bench", "harness-tasks"]] + [
     [stage, "run"] for stage in ("corpus", "vocab", "embed", "pretrain", "sft", "bench")]
 
 

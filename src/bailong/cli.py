@@ -261,6 +261,32 @@ def bench_compare(runs: tuple[str, ...], out_dir: Path) -> None:
         click.echo(f"{key}: {path}")
 
 
+@stage_groups["bench"].command("harness-tasks")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/lm_eval_tasks"), show_default=True,
+              help="Task folder to write (replaced if it exists); pass it to lm_eval --include_path.")
+@click.option("--shots", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Demonstrations per prompt: each subject's first K questions, then not scored.")
+@click.option("--per-subject", type=click.IntRange(min=1), default=None, help="Score at most N questions per subject (default: all).")
+@click.option("--name", default="tmmlu", show_default=True, help="lm-eval group name; tasks are NAME_000, NAME_001, ...")
+def bench_harness_tasks(source: Path, out_dir: Path, shots: int, per_subject: int | None, name: str) -> None:
+    """Write SOURCE (a TMMLU-style folder or a TTQA/MMLU-style JSON/JSONL file) as lm-evaluation-harness
+    tasks with bench's multiple-choice prompts, without evaluating anything.
+
+    \b
+    Then:  lm_eval --model hf --model_args pretrained=MODEL --include_path OUT --tasks NAME
+    """
+    from bailong.bench.harness import write_tasks
+    from bailong.bench.multiple_choice import read_choices_file, read_tmmlu
+    from bailong.config import BailongError
+
+    if not source.exists():
+        raise BailongError(f"multiple-choice source '{source}' does not exist")
+    subjects, problems = read_tmmlu(source) if source.is_dir() else read_choices_file(source)
+    folder, tasks = write_tasks(subjects, out_dir, shots, per_subject, name)
+    click.echo(f"tasks: {folder} ({len(tasks)} subjects, group '{name}'; {len(problems)} questions skipped)")
+
+
 @stage_groups["vocab"].command("stats")
 @click.option("--tokenizer", "tokenizers", multiple=True, required=True, metavar="NAME=PATH",
               help="A tokenizer to measure: a model/tokenizer folder or built-in name, optionally named (llama2=path). Repeatable.")

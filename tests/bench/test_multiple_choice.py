@@ -3,19 +3,6 @@ import pytest
 from bailong.bench.multiple_choice import accuracy, prompt, read_tmmlu
 from bailong.models import load_model, load_tokenizer
 
-CSV = (',content.A,content.Q\n'
-       '0,B,1. 臺灣最高的山是(A)雪山(B)玉山(C)合歡山(D)阿里山。\n'
-       '1,A,2. 臺北101位於(A)信義區(B)中山區(C)大安區(D)士林區。\n'
-       '2,C,"3. 請說明原因。（4分）"\n')
-
-
-@pytest.fixture
-def tiny_tmmlu(tmp_path):
-    folder = tmp_path / "tmmlu" / "subjects" / "地理"
-    folder.mkdir(parents=True)
-    (folder / "data.csv").write_text(CSV, encoding="utf-8")
-    return tmp_path / "tmmlu"
-
 
 def test_reading_splits_inline_choices_and_skips_open_questions(tiny_tmmlu):
     subjects, problems = read_tmmlu(tiny_tmmlu)

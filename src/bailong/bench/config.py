@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,6 +65,9 @@ class BenchConfig(StageConfig):
                                            "zh-TW->EN BLEU and chrF (sacrebleu), e.g. ../shared/data/parallel/tw_laws_sample3000.*")
     translation_limit: int | None = Field(100, gt=0, description="translate at most this many pairs each way (null: all)")
     tmmlu_per_subject: int | None = Field(None, gt=0, description="score at most this many questions per subject (default: all)")
+    tmmlu_backend: Literal["builtin", "lm-eval"] = Field("builtin", description="who scores tmmlu: bailong's own code, or "
+                                                       "lm-evaluation-harness on tasks written to out_dir/lm_eval_tasks "
+                                                       "(same prompts and demonstrations, same accuracy; slower on CPU)")
 
     def input_paths(self) -> dict[str, Path]:
         paths = {"model": self.model, "eval_corpus": self.eval_corpus, "tmmlu": self.tmmlu, "reference_answers": self.reference_answers,

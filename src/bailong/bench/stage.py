@@ -214,8 +214,14 @@ def evaluate(cfg: BenchConfig) -> StageResult:
         from bailong.bench.multiple_choice import accuracy, read_choices_file, read_tmmlu
 
         subjects, problems = read_tmmlu(cfg.tmmlu) if cfg.tmmlu.is_dir() else read_choices_file(cfg.tmmlu)
-        stats["tmmlu"] = {**accuracy(model, tok, subjects, cfg.tmmlu_shots, cfg.tmmlu_per_subject),
-                          "skipped": len(problems), "skipped_examples": problems[:10]}
+        if cfg.tmmlu_backend == "lm-eval":
+            from bailong.bench import harness
+
+            tasks = harness.write_tasks(subjects, out / "lm_eval_tasks", cfg.tmmlu_shots, cfg.tmmlu_per_subject)
+            scores = harness.evaluate(model, tok, *tasks, cfg.tmmlu_shots, cfg.batch_size)
+        else:
+            scores = accuracy(model, tok, subjects, cfg.tmmlu_shots, cfg.tmmlu_per_subject)
+        stats["tmmlu"] = {**scores, "skipped": len(problems), "skipped_examples": problems[:10]}
     if cfg.drcd is not None:
         from bailong.bench import extractive
 
