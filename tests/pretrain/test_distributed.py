@@ -53,6 +53,9 @@ def test_fsdp_shards_train_like_one_process_and_resume_exactly(tiny_embedded, zh
     h1, h2 = history(tmp_path / "one"), history(tmp_path / "fsdp")
     assert [h["tokens"] for h in h2] == [h["tokens"] for h in h1] == [64, 64, 64, 64]
     assert [h["loss"] for h in h2] == pytest.approx([h["loss"] for h in h1], rel=1e-3)
+    # Each process holds about half of the weights and of the AdamW states (shards are rounded up per tensor).
+    for key in ("weights_mb", "optimizer_mb"):
+        assert 0.45 < sharded.stats[key] / one.stats[key] < 0.6, key
     # The merged export gathered the shards: it scores as the one-process model does.
     assert sharded.stats["after"] == pytest.approx(one.stats["after"], rel=1e-3)
 

@@ -37,6 +37,7 @@ def finish_training(peft_model, tokenizer, base_dir: Path, out: Path, history: l
         "loss_first": history[0]["loss"],
         "loss_last": history[-1]["loss"],
         "seconds": history[-1]["seconds"],
+        **{k: history[-1][k] for k in ("weights_mb", "optimizer_mb", "peak_cuda_gb") if k in history[-1]},
         "after": bpc_zh_en(merged, tokenizer, zh, [english_sample(eval_chars)], title),
     }
 

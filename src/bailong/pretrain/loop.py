@@ -171,6 +171,8 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
                 if acc.is_main_process:
                     entry.update(scores)
             acc.wait_for_everyone()
+        if step + 1 == cfg.max_steps:
+            entry.update(memory(model, opt))
         history.append(entry)
         bar.set_postfix(loss=f"{loss_sum:.3f}")
         if writer is not None:
@@ -190,6 +192,23 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
     if writer is not None:
         writer.close()
     return history
+
+
+def memory(model, opt) -> dict:
+    """What this process holds for training: weights (frozen 4-bit ones included) and optimizer states in MB, its
+    shards only under FSDP; plus the peak CUDA memory in GB on a GPU."""
+    from torch.distributed.tensor import DTensor
+
+    def size(t) -> int:
+        t = t.to_local() if isinstance(t, DTensor) else t
+        return t.numel() * t.element_size()
+
+    states = getattr(opt, "optimizer", opt).state.values()
+    found = {"weights_mb": round(sum(size(p) for p in model.parameters()) / 2**20, 3),
+             "optimizer_mb": round(sum(size(v) for s in states for v in s.values() if torch.is_tensor(v)) / 2**20, 3)}
+    if torch.cuda.is_available():
+        found["peak_cuda_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return found
 
 
 @contextlib.contextmanager
