@@ -274,7 +274,7 @@ def bench_harness_tasks(source: Path, out_dir: Path, shots: int, per_subject: in
     tasks with bench's multiple-choice prompts, without evaluating anything.
 
     \b
-    Then:  lm_eval --model hf --model_args pretrained=MODEL --include_path OUT --tasks NAME
+    Then:  lm_eval --model hf --model_args pretrained=MODEL,max_length=2048 --include_path OUT --tasks NAME
     """
     from bailong.bench.harness import write_tasks
     from bailong.bench.multiple_choice import read_choices_file, read_tmmlu
