@@ -13,11 +13,11 @@ import logging
 from bailong.config import BailongError, StageResult
 from bailong.io import CACHE_DIR, read_texts, write_json
 from bailong.metrics import bpc_zh_en, english_sample
+from bailong.pretrain.checkpoint import gather
 from bailong.pretrain.config import PretrainConfig
 from bailong.pretrain.data import block_batches, count_blocks, tokenize_corpus
 from bailong.pretrain.export import artifacts, finish_training
 from bailong.pretrain.launch import launched, relaunch
-from bailong.pretrain.checkpoint import gather
 from bailong.pretrain.loop import make_accelerator, sharded, train
 from bailong.pretrain.model import load_for_training
 

@@ -11,9 +11,9 @@ import random
 
 from bailong.config import BailongError, StageResult
 from bailong.io import write_json
+from bailong.pretrain.checkpoint import gather
 from bailong.pretrain.export import artifacts, finish_training
 from bailong.pretrain.launch import launched, relaunch
-from bailong.pretrain.checkpoint import gather
 from bailong.pretrain.loop import evaluation, make_accelerator, sharded, train
 from bailong.pretrain.model import load_for_training
 from bailong.pretrain.stage import held_out_scorer, training_fingerprint
