@@ -277,12 +277,9 @@ def bench_harness_tasks(source: Path, out_dir: Path, shots: int, per_subject: in
     Then:  lm_eval --model hf --model_args pretrained=MODEL,max_length=2048 --include_path OUT --tasks NAME
     """
     from bailong.bench.harness import write_tasks
-    from bailong.bench.multiple_choice import read_choices_file, read_tmmlu
-    from bailong.config import BailongError
+    from bailong.bench.multiple_choice import read_questions
 
-    if not source.exists():
-        raise BailongError(f"multiple-choice source '{source}' does not exist")
-    subjects, problems = read_tmmlu(source) if source.is_dir() else read_choices_file(source)
+    subjects, problems = read_questions(source)
     folder, tasks = write_tasks(subjects, out_dir, shots, per_subject, name)
     click.echo(f"tasks: {folder} ({len(tasks)} subjects, group '{name}'; {len(problems)} questions skipped)")
 

@@ -84,6 +84,14 @@ def read_choices_file(path: Path) -> tuple[dict[str, list[dict]], list[str]]:
     return subjects, problems
 
 
+def read_questions(source: Path) -> tuple[dict[str, list[dict]], list[str]]:
+    """A TMMLU-style folder or a TTQA/MMLU-style JSON/JSONL file, whichever `source` is."""
+    source = Path(source)
+    if not source.exists():
+        raise BailongError(f"multiple-choice source '{source}' does not exist")
+    return read_tmmlu(source) if source.is_dir() else read_choices_file(source)
+
+
 def prompt(item: dict, shots: list[dict]) -> str:
     def block(it: dict, with_answer: bool) -> str:
         lines = [it["question"], *(f"({k}) {v}" for k, v in it["choices"].items())]

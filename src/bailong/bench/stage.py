@@ -211,9 +211,9 @@ def evaluate(cfg: BenchConfig) -> StageResult:
         zh = read_texts(cfg.eval_corpus, cfg.eval_chars) if cfg.eval_corpus else []
         stats["bpc"] = bpc_zh_en(model, tok, zh, [english_sample(cfg.eval_chars)], "bench")
     if cfg.tmmlu is not None and model is not None:
-        from bailong.bench.multiple_choice import accuracy, read_choices_file, read_tmmlu
+        from bailong.bench.multiple_choice import accuracy, read_questions
 
-        subjects, problems = read_tmmlu(cfg.tmmlu) if cfg.tmmlu.is_dir() else read_choices_file(cfg.tmmlu)
+        subjects, problems = read_questions(cfg.tmmlu)
         if cfg.tmmlu_backend == "lm-eval":
             from bailong.bench import harness
 
