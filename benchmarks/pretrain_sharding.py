@@ -1,19 +1,23 @@
-"""Two training processes, replicated (DDP) vs sharded (FSDP2): memory held per process, tokens/s, same losses.
+"""Two training processes, replicated (DDP) vs sharded (FSDP2, DeepSpeed ZeRO-2): memory held per process, tokens/s,
+same losses.
 
     .venv/bin/python benchmarks/pretrain_sharding.py [--steps 6] [--batch-size 2] [--block-size 256]
 
 Model: as benchmarks/pretrain_throughput.py (SmolLM2-135M's shape, random weights, +3,000 rows),
 QLoRA (NF4, LoRA r=8 on all linear layers), trained on the CAF corpus by the pretrain stage itself,
-once with each launcher: `torchrun --nproc_per_node 2` (DDP over gloo) and `accelerate launch
---config_file configs/accelerate/fsdp-qlora.yaml --num_processes 2` (FSDP2 over gloo). Both rows
-are run for the new-rows and the full-embedding mode. weights/optimizer MB are what the main process
-holds after training (frozen 4-bit weights included; under FSDP only its shards); tokens/s counts
-all steps of both processes. On a GPU the stage also reports peak CUDA memory.
+once with each launcher: `torchrun --nproc_per_node 2` (DDP over gloo), `accelerate launch
+--config_file configs/accelerate/fsdp-qlora.yaml --num_processes 2` (FSDP2 over gloo) and the same with
+configs/accelerate/deepspeed-zero2.yaml (ZeRO-2 over gloo; left out when DeepSpeed is not installed).
+Every row is run for the new-rows and the full-embedding mode. weights/optimizer MB are what the main
+process holds after training (frozen 4-bit weights included; under FSDP only its shards; under ZeRO its
+partitions of the AdamW states and fp32 master weights); tokens/s counts all steps of both processes.
+On a GPU the stage also reports peak CUDA memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -28,7 +32,11 @@ LAUNCHERS = {
     "DDP": ["torchrun", "--standalone", "--nproc_per_node", "2"],
     "FSDP2": ["accelerate", "launch", "--config_file", str(ROOT / "configs" / "accelerate" / "fsdp-qlora.yaml"),
               "--num_processes", "2"],
+    "ZeRO-2": ["accelerate", "launch", "--config_file", str(ROOT / "configs" / "accelerate" / "deepspeed-zero2.yaml"),
+               "--num_processes", "2"],
 }
+if importlib.util.find_spec("deepspeed") is None:
+    del LAUNCHERS["ZeRO-2"]
 
 
 def main() -> None:
@@ -60,12 +68,14 @@ def main() -> None:
                              "tokens_s": round(stats["tokens_trained"] / stats["seconds"], 1),
                              "losses": [h["loss"] for h in history]})
                 print(rows[-1], flush=True)
-    lines = ["| embeddings | run | trainable | weights MB / process | optimizer MB / process | tokens/s | FSDP/DDP memory | same losses |",
+    lines = ["| embeddings | run | trainable | weights MB / process | optimizer MB / process | tokens/s | memory vs DDP | same losses |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for ddp, fsdp in zip(rows[::2], rows[1::2]):
-        for r in (ddp, fsdp):
-            ratio = "" if r is ddp else (f"x{(fsdp['weights_mb'] + fsdp['optimizer_mb']) / (ddp['weights_mb'] + ddp['optimizer_mb']):.2f}")
-            same = "" if r is ddp else str(all(abs(a - b) <= 1e-3 * abs(a) for a, b in zip(ddp["losses"], fsdp["losses"])))
+    n = len(LAUNCHERS)
+    for first in range(0, len(rows), n):
+        ddp = rows[first]
+        for r in rows[first:first + n]:
+            ratio = "" if r is ddp else (f"x{(r['weights_mb'] + r['optimizer_mb']) / (ddp['weights_mb'] + ddp['optimizer_mb']):.2f}")
+            same = "" if r is ddp else str(all(abs(a - b) <= 1e-3 * abs(a) for a, b in zip(ddp["losses"], r["losses"])))
             lines.append(f"| {r['embeddings']} | {r['run']} | {r['trainable']} | {r['weights_mb']:.1f} | {r['optimizer_mb']:.1f} | "
                          f"{r['tokens_s']} | {ratio} | {same} |")
     table = "\n".join(lines)

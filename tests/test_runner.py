@@ -138,5 +138,7 @@ def test_paper_recipe_and_accelerate_configs_are_valid():
     assert load_config_from_file(str(config_file)).distributed_type.value == "MULTI_GPU"
     kinds = {path.name: load_config_from_file(str(path)) for path in sorted((repo / "configs" / "accelerate").glob("*.yaml"))}
     assert {name: c.distributed_type.value for name, c in kinds.items()} == {
-        "ddp-2-nodes.yaml": "MULTI_GPU", "ddp.yaml": "MULTI_GPU", "fsdp-qlora.yaml": "FSDP"}
+        "ddp-2-nodes.yaml": "MULTI_GPU", "ddp.yaml": "MULTI_GPU", "deepspeed-zero2.yaml": "DEEPSPEED",
+        "fsdp-qlora.yaml": "FSDP"}
     assert kinds["fsdp-qlora.yaml"].fsdp_config["fsdp_version"] == 2
+    assert kinds["deepspeed-zero2.yaml"].deepspeed_config["zero_stage"] == 2

@@ -1,14 +1,26 @@
-"""Two CPU processes over gloo, launched by the stage itself: DDP through torchrun, FSDP2 through
-`accelerate launch` with the shipped configs/accelerate/fsdp-qlora.yaml."""
+"""Two CPU processes over gloo, launched by the stage itself: DDP through torchrun, FSDP2 and DeepSpeed
+ZeRO-2 through `accelerate launch` with the shipped configs/accelerate/fsdp-qlora.yaml and deepspeed-zero2.yaml."""
 
 import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from bailong.pretrain import PretrainConfig, run
 
-FSDP_CONFIG = Path(__file__).parents[2] / "configs" / "accelerate" / "fsdp-qlora.yaml"
+CONFIGS = Path(__file__).parents[2] / "configs" / "accelerate"
+FSDP_CONFIG = CONFIGS / "fsdp-qlora.yaml"
+
+
+def checkpoint_state(folder) -> dict:
+    """Trainable tensors and AdamW moments of a checkpoint, flattened to {name: tensor}."""
+    found = dict(load_file(str(folder / "trainable.safetensors")))
+    optimizer = torch.load(folder / "state.pt", weights_only=True)["optimizer"]
+    for name, state in optimizer["state"].items():
+        found.update({f"{name}/{k}": v for k, v in state.items()})
+    return found
 
 
 def history(folder):
@@ -61,6 +73,52 @@ def test_fsdp_shards_train_like_one_process_and_resume_exactly(tiny_embedded, zh
 
     run(cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})}))
     assert [(h["step"], h["loss"]) for h in history(tmp_path / "fsdp")] == [(h["step"], h["loss"]) for h in h2]
+
+
+# ZeRO-1 partitions only the optimizer states; offload cpu has DeepSpeed's CPU Adam step the partitions in CPU RAM.
+@pytest.mark.parametrize("stage, offload", [("2", "none"), ("2", "cpu"), ("1", "none")])
+def test_deepspeed_zero_trains_like_one_process_and_resumes_exactly(tiny_embedded, zh_corpus, tmp_path, stage, offload):
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed")
+    common = {"model": tiny_embedded, "corpus": zh_corpus, "block_size": 32, "token_cache": tmp_path / "tokens",
+              "lora": {"dropout": 0.0}}
+    steps = {"max_steps": 4, "lr": 1e-2, "warmup_steps": 1, "tensorboard": False}
+    one = run(PretrainConfig(out_dir=tmp_path / "one", **common, train={**steps, "batch_size": 4, "save_every": 2}))
+    launcher = ["accelerate", "launch", "--config_file", str(CONFIGS / "deepspeed-zero2.yaml"), "--num_processes", "2",
+                "--zero_stage", stage, "--offload_optimizer_device", offload]
+    cfg = PretrainConfig(out_dir=tmp_path / "zero", **common, train={**steps, "batch_size": 1, "grad_accum": 2,
+                                                                     "save_every": 2, "launcher": launcher})
+    partitioned = run(cfg)
+    assert (partitioned.stats["processes"], partitioned.stats["distributed"]) == (2, "DEEPSPEED")
+    h1, h2 = history(tmp_path / "one"), history(tmp_path / "zero")
+    # 2 processes x 2 micro-batches of 1 = one process's batch of 4: the engine steps once per 2 micro-batches.
+    assert [h["tokens"] for h in h2] == [h["tokens"] for h in h1] == [128, 128, 128, 128]
+    assert [h["loss"] for h in h2] == pytest.approx([h["loss"] for h in h1], rel=1e-3)
+    # Each process keeps half of the AdamW states plus an fp32 master copy of half of the trained weights: 1.5 of
+    # the one process's 2 copies. The whole model stays on each.
+    assert 0.7 < partitioned.stats["optimizer_mb"] / one.stats["optimizer_mb"] < 0.8
+    assert partitioned.stats["weights_mb"] == one.stats["weights_mb"]
+    assert partitioned.stats["after"] == pytest.approx(one.stats["after"], rel=1e-3)
+    # The checkpoint assembled the partitions into the one-process format: the same names, weights and AdamW
+    # states (the moments would be halved if the engine scaled the already-averaged loss again).
+    ckpt_one, ckpt_zero = (checkpoint_state(tmp_path / name / "checkpoints" / "checkpoint-2") for name in ("one", "zero"))
+    assert ckpt_zero.keys() == ckpt_one.keys() and len(ckpt_one) > 10
+    for key, value in ckpt_one.items():
+        torch.testing.assert_close(ckpt_zero[key], value, rtol=1e-3, atol=1e-6, msg=key)
+
+    run(cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})}))
+    assert [(h["step"], h["loss"]) for h in history(tmp_path / "zero")] == [(h["step"], h["loss"]) for h in h2]
+
+
+def test_deepspeed_zero3_is_one_clear_error(tiny_embedded, zh_corpus, tmp_path, capfd):
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed")
+    from bailong.config import BailongError
+
+    launcher = ["accelerate", "launch", "--config_file", str(CONFIGS / "deepspeed-zero2.yaml"), "--num_processes", "2",
+                "--zero_stage", "3"]
+    cfg = PretrainConfig(model=tiny_embedded, corpus=zh_corpus, out_dir=tmp_path, train={"launcher": launcher})
+    with pytest.raises(BailongError, match="the launched training exited with status 1"):
+        run(cfg)
+    assert "DeepSpeed ZeRO-3 is not supported: use zero_stage 1 or 2" in capfd.readouterr().err
 
 
 def test_a_failing_launch_is_one_clear_error(tiny_embedded, zh_corpus, tmp_path):

@@ -39,18 +39,22 @@ def test_packing_and_held_out_eval_loss(tiny_embedded, tmp_path):
     assert history[-1]["eval_loss"] == stats["eval_loss_after"]
 
 
-def test_fsdp_processes_fine_tune_like_one(tiny_embedded, tmp_path):
-    """Two CPU processes sharding the model (FSDP2, the shipped accelerate config): held-out scoring, which
-    needs every process under FSDP, and the gathered export give the one-process figures."""
+@pytest.mark.parametrize("config_name, kind", [("fsdp-qlora.yaml", "FSDP"), ("deepspeed-zero2.yaml", "DEEPSPEED")])
+def test_sharded_processes_fine_tune_like_one(tiny_embedded, tmp_path, config_name, kind):
+    """Two CPU processes sharding the model (FSDP2) or the optimizer (DeepSpeed ZeRO-2), with the shipped accelerate
+    configs: held-out scoring, which needs every process under FSDP, and the gathered export give the one-process
+    figures."""
     from pathlib import Path
 
-    config = Path(__file__).parents[2] / "configs" / "accelerate" / "fsdp-qlora.yaml"
+    if kind == "DEEPSPEED":
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed")
+    config = Path(__file__).parents[2] / "configs" / "accelerate" / config_name
     data = twenty_dialogues(tmp_path)
     common = {"model": tiny_embedded, "data": str(data), "max_length": 128, "eval_fraction": 0.1, "lora": {"dropout": 0.0}}
     steps = {"max_steps": 2, "lr": 1e-2, "warmup_steps": 1, "eval_every": 2, "tensorboard": False}
     one = run(SftConfig(out_dir=tmp_path / "one", **common, train={**steps, "batch_size": 2})).stats
     two = run(SftConfig(out_dir=tmp_path / "two", **common, train={
         **steps, "batch_size": 1, "launcher": ["accelerate", "launch", "--config_file", str(config), "--num_processes", "2"]})).stats
-    assert (two["processes"], two["distributed"]) == (2, "FSDP")
+    assert (two["processes"], two["distributed"]) == (2, kind)
     assert two["eval_loss_after"] == pytest.approx(one["eval_loss_after"], rel=1e-3) and two["eval_loss_after"] < two["eval_loss_before"]
     assert two["after"] == pytest.approx(one["after"], rel=1e-3)

@@ -8,8 +8,8 @@ fingerprint of the training setup it belongs to. It is written to a temporary fo
 so a kill mid-write leaves the previous checkpoint intact; only the newest ``keep`` survive.
 
 Tensors are saved whole, as torch.distributed.checkpoint's full state dicts: under FSDP every
-process gathers its shards (`gather`), so one checkpoint format serves one process, DDP and FSDP,
-and loading shards them again.
+process gathers its shards (`gather`), under DeepSpeed ZeRO its optimizer partitions, so one
+checkpoint format serves one process, DDP, FSDP and ZeRO, and loading splits them again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from bailong.config import BailongError
 from bailong.io import atomic_path
+from bailong.pretrain import zero
 
 
 def gather(model, opt=None) -> tuple[dict[str, torch.Tensor], dict]:
@@ -43,6 +44,8 @@ def gather(model, opt=None) -> tuple[dict[str, torch.Tensor], dict]:
             tensors[name] = whole[id(p)]
     if opt is None:
         return tensors, {}
+    if zero.wraps(opt):
+        return tensors, zero.optimizer_state(model, opt)
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return tensors, get_optimizer_state_dict(model, getattr(opt, "optimizer", opt), options=options)  # accelerate wraps it
 
@@ -105,8 +108,11 @@ def load(path: Path, model, opt, sched, fingerprint: str, rank: int = 0, world_s
             value = value.to(p.device)
             p.copy_(distribute_tensor(value, p.device_mesh, p.placements) if isinstance(p, DTensor) else value)
     state = torch.load(path / "state.pt", weights_only=True)
-    set_optimizer_state_dict(model, getattr(opt, "optimizer", opt), state["optimizer"],
-                             options=StateDictOptions(full_state_dict=True))
+    if zero.wraps(opt):
+        zero.load_state(model, opt, tensors, state["optimizer"])
+    else:
+        set_optimizer_state_dict(model, getattr(opt, "optimizer", opt), state["optimizer"],
+                                 options=StateDictOptions(full_state_dict=True))
     sched.load_state_dict(state["scheduler"])
     if len(state["rng"]) != world_size:
         raise BailongError(f"{path} was written by {len(state['rng'])} processes, this run has {world_size}")

@@ -54,6 +54,7 @@ class TrainSettings(BaseModel):
         None, description="run training in several processes through this launcher, which must accept '-m module args': "
         "[accelerate, launch, --config_file, configs/accelerate/ddp.yaml] (DDP over the GPUs), "
         "configs/accelerate/fsdp-qlora.yaml instead (FSDP2: weights, gradients and optimizer states sharded), "
+        "configs/accelerate/deepspeed-zero2.yaml (DeepSpeed ZeRO-2: gradients and optimizer states partitioned), "
         "or [torchrun, --standalone, --nproc_per_node, '2'] (CPU processes over gloo). batch_size is per process")
     resume: bool = Field(False, description="continue from the newest checkpoint in out_dir/checkpoints: same data order, "
                          "optimizer, scheduler and RNG state as the uninterrupted run")

@@ -14,7 +14,7 @@ from accelerate.utils import gather_object
 from tqdm import tqdm
 
 from bailong.config import BailongError
-from bailong.pretrain import checkpoint
+from bailong.pretrain import checkpoint, zero
 from bailong.pretrain.config import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,11 @@ def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
 
 
 def make_accelerator():
-    """The process's Accelerator: one CPU/GPU process, or one of many under torchrun/accelerate launch (DDP or FSDP2)."""
+    """The process's Accelerator: one CPU/GPU process, or one of many under torchrun/accelerate launch (DDP, FSDP2 or
+    DeepSpeed ZeRO-1/2)."""
     import os
 
-    from accelerate import Accelerator
+    from accelerate import Accelerator, PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     # No autocast: the model computes in lora.compute_dtype. Saying so makes accelerate refuse a process state
@@ -44,14 +45,15 @@ def make_accelerator():
     if acc.distributed_type == DistributedType.MULTI_CPU and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
         # accelerate only shards on accelerators, but torch's FSDP2 runs on CPU processes over gloo too: a laptop (and
         # CI) then runs the same sharded path as `accelerate launch --config_file configs/accelerate/fsdp-qlora.yaml` on GPUs.
-        acc.state.distributed_type = DistributedType.FSDP
+        acc.state.distributed_type = PartialState().distributed_type = DistributedType.FSDP  # as accelerate keeps both
         acc.state.fsdp_plugin = FullyShardedDataParallelPlugin()  # read from the FSDP_* variables the launcher set
+    zero.setup(acc)  # the same for DeepSpeed, and its checks
     if acc.distributed_type == DistributedType.FSDP and not acc.is_fsdp2:
         raise BailongError("FSDP1 is not supported: set fsdp_version: 2 in the accelerate config "
                            "(configs/accelerate/fsdp-qlora.yaml)")
-    if acc.distributed_type.value in ("DEEPSPEED", "MEGATRON_LM"):
-        raise BailongError(f"{acc.distributed_type.value} is not supported: launch with configs/accelerate/ddp.yaml "
-                           "or configs/accelerate/fsdp-qlora.yaml")
+    if acc.distributed_type.value == "MEGATRON_LM":
+        raise BailongError("MEGATRON_LM is not supported: launch with configs/accelerate/ddp.yaml, fsdp-qlora.yaml "
+                           "or deepspeed-zero2.yaml")
     return acc
 
 
@@ -115,14 +117,17 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
     `evaluate(model)` every `cfg.eval_every` steps (run on the main process). With `checkpoint_dir`,
     a checkpoint is written every `cfg.save_every` steps and `cfg.resume` continues from the newest
     one: the batches already consumed are skipped, so the data order is the uninterrupted run's.
-    Under several processes (DDP or FSDP2 through accelerate) gradients are averaged across them,
-    and synchronized only on the last micro-batch of each step.
+    Under several processes (DDP, FSDP2 or DeepSpeed ZeRO through accelerate) gradients are averaged
+    across them, and synchronized only on the last micro-batch of each step (ZeRO-2 reduces them into
+    partitions every micro-batch, as DeepSpeed does).
     """
     acc = accelerator or make_accelerator()
     inner = model
     if sharded(acc):  # in place, before the optimizer sees the parameters, as FSDP2 expects
         shard(model, acc)
     opt, sched = make_optimizer(model, cfg)
+    if zero.active(acc):
+        zero.configure(acc, cfg)
     if not sharded(acc):  # accelerate's prepare would wrap a sharded model again, its own way (see `shard`)
         model, opt = acc.prepare(model, opt)
     # The scheduler stays outside accelerate: ours counts optimizer steps, accelerate's would step once per process.
@@ -145,15 +150,21 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
         loss_sum, tokens = 0.0, 0
         for micro in range(cfg.grad_accum):
             batch = {k: v.to(acc.device) for k, v in next(batches).items()}
-            with contextlib.nullcontext() if micro == cfg.grad_accum - 1 else acc.no_sync(model):
+            # Gradients are reduced on the last micro-batch only; DeepSpeed's engine counts micro-batches itself.
+            last = micro == cfg.grad_accum - 1 or zero.active(acc)
+            with contextlib.nullcontext() if last else acc.no_sync(model):
                 loss = model(**batch, use_cache=False).loss / cfg.grad_accum  # no KV cache in training
-                acc.backward(loss)
+                if zero.active(acc):  # the engine's idiom: step() after every backward, it updates at its boundary
+                    model.backward(loss, scale_wrt_gas=False)
+                    model.step()
+                else:
+                    acc.backward(loss)
             loss_sum += loss.item()
             tokens += int((batch["labels"] != -100).sum())
             # Drop the graph now: autograd Functions that keep tensors on ctx (bitsandbytes' 4-bit matmul)
             # would otherwise hold this micro-batch's activations through the next forward (measured: +1.4 GB).
             del loss
-        opt.step()
+        opt.step()  # under DeepSpeed a no-op: the engine stepped
         sched.step()
         opt.zero_grad(set_to_none=True)
         if not math.isfinite(loss_sum):
@@ -195,8 +206,9 @@ def train(model, batches: Iterator[dict], cfg: TrainSettings, desc: str, checkpo
 
 
 def memory(model, opt) -> dict:
-    """What this process holds for training: weights (frozen 4-bit ones included) and optimizer states in MB, its
-    shards only under FSDP; plus the peak CUDA memory in GB on a GPU."""
+    """What this process holds for training: weights (frozen 4-bit ones included) and optimizer states in MB (its
+    shards only under FSDP; under DeepSpeed ZeRO its partitions of the AdamW states and fp32 master weights); plus
+    the peak CUDA memory in GB on a GPU."""
     from torch.distributed.tensor import DTensor
 
     def size(t) -> int:
@@ -204,8 +216,11 @@ def memory(model, opt) -> dict:
         return t.numel() * t.element_size()
 
     states = getattr(opt, "optimizer", opt).state.values()
+    optimizer = sum(size(v) for s in states for v in s.values() if torch.is_tensor(v))
+    if zero.wraps(opt):  # its fp32 master weights are the optimizer's, not the model's
+        optimizer += zero.master_bytes(opt)
     found = {"weights_mb": round(sum(size(p) for p in model.parameters()) / 2**20, 3),
-             "optimizer_mb": round(sum(size(v) for s in states for v in s.values() if torch.is_tensor(v)) / 2**20, 3)}
+             "optimizer_mb": round(optimizer / 2**20, 3)}
     if torch.cuda.is_available():
         found["peak_cuda_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return found
