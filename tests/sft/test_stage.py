@@ -46,8 +46,6 @@ def test_sharded_processes_fine_tune_like_one(tiny_embedded, tmp_path, config_na
     figures."""
     from pathlib import Path
 
-    if kind == "DEEPSPEED":
-        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed")
     config = Path(__file__).parents[2] / "configs" / "accelerate" / config_name
     data = twenty_dialogues(tmp_path)
     common = {"model": tiny_embedded, "data": str(data), "max_length": 128, "eval_fraction": 0.1, "lora": {"dropout": 0.0}}
