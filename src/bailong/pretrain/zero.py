@@ -38,8 +38,7 @@ def setup(acc) -> None:
         plugin.select(_from_accelerator_state=True)
         # Both states: accelerate copies PartialState's into AcceleratorState whenever one is created (prepare does).
         acc.state.distributed_type = PartialState().distributed_type = DistributedType.DEEPSPEED
-        acc.state.deepspeed_plugins = plugin
-        acc.deepspeed_engine_wrapped = None
+        acc.state.deepspeed_plugins = plugin  # the Accelerator built one too, but did not keep it on a CPU
     if not active(acc):
         return
     plugin = acc.state.deepspeed_plugin
